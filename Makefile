@@ -1,0 +1,42 @@
+# Two entry points, both self-installing on a fresh Debian + Python 3.11 machine:
+#   make run   - set up and start the exporter (+ Prometheus and Alertmanager when installed)
+#   make test  - set up and run the whole test suite (installs Prometheus/Alertmanager too)
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench venv system-deps clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (apt-get install python3.11 python3.11-venv)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Prometheus and Alertmanager from Debian; used by the integration tests and `make run`.
+system-deps:
+	@if ! command -v promtool >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	fi
+
+test: $(STAMP) system-deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+run: $(STAMP)
+	@-$(MAKE) --no-print-directory system-deps
+	$(BIN)/python -m aispend.devstack
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/pricing.py
+	$(BIN)/python benchmarks/instrumentation_overhead.py
+	$(BIN)/python benchmarks/exporter_throughput.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
