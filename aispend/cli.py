@@ -77,10 +77,157 @@ def _add_prices(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_prices)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from aispend.exporter.config import ConfigError, ExporterConfig
+    from aispend.exporter.service import Exporter
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = ExporterConfig.load(_settings(args), config_file=args.config)
+        exporter = Exporter(config)
+        exporter.start()
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"aispend serve: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: exporter.reload())
+    p = exporter.ports
+    print(
+        "aispend serve: "
+        + ", ".join(
+            f"{name} on {addr}"
+            for name, addr in (
+                ("OTLP/gRPC", f"{config.otlp_grpc.rsplit(':', 1)[0]}:{p['otlp_grpc']}" if "otlp_grpc" in p else ""),
+                (
+                    "OTLP/HTTP",
+                    f"http://{config.otlp_http.rsplit(':', 1)[0]}:{p['otlp_http']}/v1/traces"
+                    if "otlp_http" in p
+                    else "",
+                ),
+                ("metrics", f"http://{config.metrics.rsplit(':', 1)[0]}:{p['metrics']}/metrics"),
+            )
+            if addr
+        )
+        + f"; ledger {config.ledger}",
+        flush=True,
+    )
+    stop.wait()
+    exporter.stop()
+    return 0
+
+
+_SERVE_FLAGS = {
+    "otlp_grpc": "OTLP/gRPC listen address (default 127.0.0.1:4317; '' disables)",
+    "otlp_http": "OTLP/HTTP listen address (default 127.0.0.1:4318; '' disables)",
+    "metrics": "/metrics and JSON API listen address (default 127.0.0.1:9464)",
+    "ledger": "ledger URL: sqlite:///path (default sqlite:///aispend.sqlite) or none",
+    "retention_days": "days of per-call rows to keep (daily totals are kept forever; default 90)",
+    "prices": "price overrides file (YAML)",
+    "budgets": "budgets file (YAML); re-read on SIGHUP",
+    "timezone": "timezone of calendar days and months (default UTC)",
+    "auth_token": "bearer token required by the OTLP receivers",
+    "admin_token": "bearer token required by POST /v1/budgets/{name}",
+    "tls_cert": "TLS certificate (PEM) for all listeners",
+    "tls_key": "TLS private key (PEM)",
+    "label_limits": "distinct values per label before __overflow__, e.g. customer=5000,model=500",
+    "key_aliases": "key fingerprint aliases, e.g. 'sk-…a1b2=prod-backend'",
+}
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    return {name: getattr(args, name) for name in _SERVE_FLAGS if getattr(args, name, None) is not None}
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the exporter: OTLP in, priced Prometheus metrics and a ledger out")
+    p.add_argument("--config", help="aispend.yaml (settings; flags and AISPEND_* env win over it)")
+    for name, text in _SERVE_FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, help=text)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_usage(args: argparse.Namespace) -> int:
+    from aispend.exporter import usage
+    from aispend.exporter.config import ConfigError, ExporterConfig
+    from aispend.exporter.ledger import open_ledger
+
+    try:
+        config = ExporterConfig.load({"ledger": args.ledger, "timezone": args.timezone}, config_file=args.config)
+        ledger = open_ledger(config.ledger)
+    except (ConfigError, ValueError) as exc:
+        print(f"aispend usage: {exc}", file=sys.stderr)
+        return 2
+    if ledger is None:
+        print("aispend usage: no ledger configured (ledger: none)", file=sys.stderr)
+        return 2
+    params = {k: v for k, v in vars(args).items() if isinstance(v, str) and k not in ("ledger", "config", "format")}
+    params["limit"] = str(args.limit)
+    try:
+        if args.calls:
+            rows = usage.calls_report(ledger, params, tz=config.timezone)
+            data: object = rows
+            columns = ["time", "service", "provider", "model", "operation", "feature", "customer", "key", "status",
+                       "input_tokens", "output_tokens", "cache_read_tokens", "requests", "cost_usd"]  # fmt: skip
+            table = usage.to_table([{c: r.get(c) for c in columns} for r in rows])
+        else:
+            report = usage.usage_report(ledger, params, tz=config.timezone)
+            data, rows = report, report["rows"]
+            totals = report["totals"]
+            lines = [
+                f"{name.replace('_', ' '):<11} ${t['cost_usd']}  ({t['calls']} calls)"
+                for name, t in (
+                    ("today", totals["today"]),
+                    ("this_month", totals["this_month"]),
+                    ("all_time", totals["all_time"]),
+                )
+            ]
+            if report["group_by"] or any(p in params for p in ("since", "until")):
+                lines.append(f"selected    ${report['selected']['cost_usd']}  ({report['selected']['calls']} calls)")
+            table = "\n".join(lines) + ("\n\n" + usage.to_table(rows) if rows else "")
+    except usage.UsageQueryError as exc:
+        print(f"aispend usage: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        ledger.close()
+    if args.format == "json":
+        print(usage.to_json(data))
+    elif args.format == "csv":
+        print(usage.to_csv(rows), end="")
+    else:
+        print(table)
+    return 0
+
+
+def _add_usage(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("usage", help="per-call log and spend summaries from the ledger")
+    p.add_argument("--config", help="aispend.yaml (for the ledger URL and timezone)")
+    p.add_argument("--ledger", help="ledger URL (default from config: sqlite:///aispend.sqlite)")
+    p.add_argument("--timezone", help="timezone for today / this month (default from config: UTC)")
+    p.add_argument("--since", help="24h, 7d, today, month, or an ISO date/time")
+    p.add_argument("--until", help="same forms as --since")
+    for name in ("service", "provider", "model", "operation", "feature", "customer", "key", "status"):
+        p.add_argument(f"--{name}", help=f"only calls with this {name}")
+    p.add_argument("--group-by", dest="group_by", help="comma-separated: model,feature,customer,key,day,...")
+    p.add_argument("--calls", action="store_true", help="list individual calls (newest first)")
+    p.add_argument("--limit", type=int, default=100, help="rows to show (default 100)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=_cmd_usage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aispend", description=__doc__)
     parser.add_argument("--version", action="version", version=f"aispend {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    _add_usage(sub)
     _add_prices(sub)
     return parser
 

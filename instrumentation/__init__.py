@@ -1,1 +1,130 @@
-"""placeholder"""
+"""aispend instrumentation: every paid AI, search and image call becomes one GenAI span.
+
+Usage, with no code change::
+
+    pip install aispend
+    OTEL_SERVICE_NAME=my-app OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 \\
+        opentelemetry-instrument python app.py
+
+or directly::
+
+    from aispend.instrumentation import AiSpendInstrumentor
+    AiSpendInstrumentor().instrument(tracer_provider=provider)
+
+Calls are captured at the HTTP-client layer (``httpx`` and ``httpx2`` sync and async, which the
+``openai`` and ``anthropic`` SDKs use, and ``requests``), so any SDK version and raw HTTP calls
+are covered. Each call to OpenAI (and Azure OpenAI and OpenAI-compatible hosts), Anthropic,
+Gemini, Serper, Tavily, Brave Search or Unsplash becomes a CLIENT span named
+``"{operation} {model}"`` with ``gen_ai.*`` usage attributes and ``aispend.feature`` /
+``aispend.customer`` / ``aispend.key`` attribution. The key attribute is an alias or a
+fingerprint (``sk-…a1b2``), never the secret; prompt and completion text are recorded only when
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``.
+
+Settings (keyword argument to ``instrument()`` or environment variable):
+
+- ``provider_urls`` / ``AISPEND_PROVIDER_URLS``: extra base URLs, ``"groq=https://api.groq.com/openai/v1,
+  openai=http://127.0.0.1:8000/v1"``; unknown provider names speak the OpenAI wire format.
+- ``key_aliases`` / ``AISPEND_KEY_ALIASES``: ``"sk-…a1b2=prod-backend"``.
+- ``AISPEND_FEATURE``, ``AISPEND_CUSTOMER``, ``AISPEND_KEY``: default attribution.
+- ``budgets_url`` / ``AISPEND_BUDGETS_URL``: enable the budget guard (see ``aispend.budgets``).
+
+Double counting: when another GenAI instrumentation (opentelemetry-instrumentation-openai-v2,
+OpenLLMetry, OpenLIT, or the Anthropic SDK's own spans) is active too, both spans are exported;
+the aispend exporter counts each call once (same trace and ``gen_ai.response.id``), keeping the
+aispend span because it carries attribution.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from aispend import __version__
+from aispend.instrumentation.attribution import attribute
+from aispend.instrumentation.calls import Recorder, get_tracer
+from aispend.instrumentation.config import InstrumentationConfig
+from aispend.instrumentation.hooks import httpx_clients, requests_session
+from aispend.instrumentation.package import _instruments_any
+from aispend.instrumentation.safety import log_once
+
+__all__ = ["AiSpendInstrumentor", "attribute"]
+
+_HTTPX_MODULES = ("httpx2", "httpx")
+
+
+class AiSpendInstrumentor(BaseInstrumentor):
+    """Instruments httpx, httpx2 and requests; safe to instrument/uninstrument repeatedly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wrapped: list[tuple[type, str]] = []
+        self.recorder: Recorder | None = None
+        self.guard: Any = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments_any
+
+    def _check_dependency_conflicts(self) -> Any:
+        # Any one of the HTTP clients is enough (instruments-any); a missing one is not a conflict.
+        return None
+
+    def _instrument(self, **kwargs: Any) -> None:
+        settings = {k: kwargs[k] for k in _SETTINGS if k in kwargs}
+        config = InstrumentationConfig.load(**settings)
+        tracer = get_tracer(kwargs.get("tracer_provider"), __version__)
+        budget_check = None
+        if config.budgets_url:
+            from aispend.instrumentation.budgets import BudgetGuard
+
+            self.guard = BudgetGuard.from_config(config)
+            self.guard.start()
+            budget_check = self.guard.check
+        self.recorder = Recorder(tracer, config, budget_check=budget_check)
+        for name in _HTTPX_MODULES:
+            module = _optional(name)
+            if module is None:
+                continue
+            for cls, method, kind in httpx_clients.targets(module):
+                factory = httpx_clients.sync_send if kind == "sync" else httpx_clients.async_send
+                self._wrap(cls, method, factory(self.recorder))
+        requests = _optional("requests")
+        if requests is not None:
+            self._wrap(requests.Session, "send", requests_session.send(self.recorder))
+
+    def _wrap(self, cls: type, method: str, wrapper: Any) -> None:
+        try:
+            wrap_function_wrapper(cls, method, wrapper)
+            self._wrapped.append((cls, method))
+        except Exception as exc:
+            log_once(f"wrapping {cls.__module__}.{cls.__qualname__}.{method}", exc)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        while self._wrapped:
+            cls, method = self._wrapped.pop()
+            unwrap(cls, method)
+        if self.guard is not None:
+            self.guard.stop()
+            self.guard = None
+        self.recorder = None
+
+
+_SETTINGS = (
+    "provider_urls",
+    "key_aliases",
+    "capture_content",
+    "budgets_url",
+    "budgets_refresh_seconds",
+    "budgets_fail_closed",
+)
+
+
+def _optional(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None

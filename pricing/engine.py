@@ -7,6 +7,7 @@ no source knows gives ``matched=False`` and cost 0, so the caller counts it as u
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,7 +17,7 @@ from aispend.pricing import names
 from aispend.pricing.book import Discount, PriceBook, PriceEntry, load_book, shipped_book
 from aispend.pricing.compute import compute
 from aispend.pricing.library import LibraryModel, LibraryPrices
-from aispend.pricing.records import UNMATCHED, ZERO, CostBreakdown, PriceResult, Rates, UsageRecord
+from aispend.pricing.records import UNMATCHED, ZERO, CostBreakdown, FreeTier, PriceResult, Rates, UsageRecord
 
 _CACHE_LIMIT = 20_000
 
@@ -129,14 +130,17 @@ class PriceEngine:
                 return "genai-prices", rates, res.library.provider_id, res.library.model_id
         return None
 
-    def price(self, usage: UsageRecord, free_used: int = 0) -> PriceResult:
-        """Cost of one call. ``free_used``: free-tier units this key already used this period."""
+    def price(self, usage: UsageRecord, free_used: int | Callable[[FreeTier], int] = 0) -> PriceResult:
+        """Cost of one call. ``free_used``: free-tier units this key already used this period, or
+        a function of the free tier that looks it up (called only when the price has a free tier)."""
         when = _when(usage.timestamp)
         res = self.resolve(usage.provider, usage.model)
         found = self._rates(res, usage, when)
         if found is None:
             return UNMATCHED
         source, rates, provider_id, model_id = found
+        if callable(free_used):
+            free_used = free_used(rates.free_tier) if rates.free_tier is not None else 0
         breakdown, free = compute(rates, usage, free_used)
         discount = ZERO
         for d in res.discounts:

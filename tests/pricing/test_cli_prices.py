@@ -25,7 +25,11 @@ def test_prices_prints_per_million_prices_and_cost():
 def test_prices_json_and_provider_prefix():
     out = run("prices", "anthropic/claude-3-5-haiku-20241022", "--input", "1000000", "--json")
     data = json.loads(out.stdout)
-    assert data["matched"] is True and Decimal(data["cost_usd"]) == Decimal("0.80") and data["matched_provider"] == "anthropic"
+    assert (
+        data["matched"] is True
+        and Decimal(data["cost_usd"]) == Decimal("0.80")
+        and data["matched_provider"] == "anthropic"
+    )
 
 
 def test_prices_unknown_model_exit_code_1():

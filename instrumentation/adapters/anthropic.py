@@ -1,0 +1,130 @@
+"""Anthropic Messages API: JSON and SSE (message_start / message_delta carry the usage).
+
+Anthropic's ``input_tokens`` EXCLUDE cache reads and writes; the GenAI convention (and OpenAI)
+include them, so input = input_tokens + cache_read_input_tokens + cache_creation_input_tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aispend import semconv as sc
+from aispend.instrumentation.adapters.base import (
+    CallStart,
+    Observed,
+    bearer,
+    dig,
+    error_type_from_body,
+    event_json,
+    num,
+    set_usage,
+    text_chars,
+)
+from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+
+
+def _usage(attrs: dict, usage: Any, previous: dict[str, int]) -> bool:
+    """Merge a (possibly partial, cumulative) usage object into ``previous`` and write attributes."""
+    if not isinstance(usage, dict):
+        return False
+    for key in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"):
+        value = num(usage.get(key))
+        if value is not None:
+            previous[key] = value
+    if not previous:
+        return False
+    cache_read = previous.get("cache_read_input_tokens", 0)
+    cache_write = previous.get("cache_creation_input_tokens", 0)
+    return set_usage(
+        attrs,
+        input_tokens=previous.get("input_tokens", 0) + cache_read + cache_write,
+        output_tokens=previous.get("output_tokens", 0),
+        cache_read=cache_read,
+        cache_write=cache_write,
+    )
+
+
+@dataclass
+class AnthropicAdapter:
+    provider: str = "anthropic"
+
+    def matches(self, request: HttpRequest) -> bool:
+        return request.method == "POST" and request.path.endswith(("/v1/messages", "/v1/complete"))
+
+    def api_key(self, request: HttpRequest) -> str | None:
+        return request.headers.get("x-api-key") or bearer(request)
+
+    def request_attributes(self, request: HttpRequest) -> CallStart | None:
+        body = request.json()
+        body = body if isinstance(body, dict) else {}
+        model = body.get("model")
+        legacy = request.path.endswith("/v1/complete")
+        prompt = body.get("prompt") if legacy else body.get("messages")
+        return CallStart(
+            operation="text_completion" if legacy else "chat",
+            kind="llm",
+            model=model if isinstance(model, str) else None,
+            stream=body.get("stream") is True,
+            prompt_chars=text_chars(prompt) + text_chars(body.get("system")),
+            input_messages=prompt,
+        )
+
+    def response_attributes(self, start: CallStart, response: HttpResponse, observed: Observed) -> None:
+        body = response.json()
+        if not isinstance(body, dict):
+            return
+        if response.status >= 400 or body.get("type") == "error":
+            observed.error_type = error_type_from_body(body)
+            return
+        self._message(body, observed, {})
+        for block in body.get("content") or ():
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                observed.add_text(block["text"])
+        if isinstance(body.get("completion"), str):
+            observed.add_text(body["completion"])
+
+    def _message(self, message: dict, observed: Observed, usage_state: dict[str, int]) -> None:
+        attrs = observed.attributes
+        if isinstance(message.get("model"), str):
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = message["model"]
+        if isinstance(message.get("id"), str):
+            attrs[sc.GEN_AI_RESPONSE_ID] = message["id"]
+        if isinstance(message.get("stop_reason"), str):
+            attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = (message["stop_reason"],)
+        if _usage(attrs, message.get("usage"), usage_state):
+            observed.usage_reported = True
+
+    def stream_observer(self, start: CallStart, observed: Observed) -> _AnthropicStream:
+        return _AnthropicStream(self, observed)
+
+
+class _AnthropicStream:
+    __slots__ = ("_adapter", "_usage", "observed")
+
+    def __init__(self, adapter: AnthropicAdapter, observed: Observed) -> None:
+        self._adapter = adapter
+        self.observed = observed
+        self._usage: dict[str, int] = {}
+
+    def on_event(self, event: str, data: str) -> None:
+        payload = event_json(data)
+        if not isinstance(payload, dict):
+            return
+        kind = payload.get("type") or event
+        if kind == "message_start" and isinstance(payload.get("message"), dict):
+            self._adapter._message(payload["message"], self.observed, self._usage)
+        elif kind == "content_block_delta":
+            text = dig(payload, "delta", "text")
+            if isinstance(text, str):
+                self.observed.add_text(text)
+        elif kind == "message_delta":
+            stop = dig(payload, "delta", "stop_reason")
+            if isinstance(stop, str):
+                self.observed.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = (stop,)
+            if _usage(self.observed.attributes, payload.get("usage"), self._usage):
+                self.observed.usage_reported = True
+        elif kind == "completion" and isinstance(payload.get("completion"), str):
+            self.observed.add_text(payload["completion"])
+        elif kind == "error":
+            self.observed.error_type = error_type_from_body(payload) or "stream_error"

@@ -1,0 +1,162 @@
+"""The shape every provider adapter has, and the helpers they share.
+
+An adapter is pure: it reads an ``HttpRequest`` / ``HttpResponse`` (or SSE events) and returns
+span attributes. It never touches spans, clients or the network, so each one is tested with
+plain bytes, and adding a provider is adding one small module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aispend import semconv as sc
+from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+
+AttrValue = str | bool | int | float | tuple[str, ...]
+Attributes = dict[str, AttrValue]
+
+CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text; used only for marked estimates
+
+
+@dataclass(slots=True)
+class CallStart:
+    """What the request says: known before the call leaves the process."""
+
+    operation: str
+    kind: str  # llm | embedding | image | search | image_search
+    model: str | None = None
+    stream: bool = False
+    attributes: Attributes = field(default_factory=dict)
+    prompt_chars: int = 0  # characters of prompt text, for estimating unreported input tokens
+    input_messages: Any = None  # the prompt, kept only when content capture is on
+
+
+@dataclass(slots=True)
+class Observed:
+    """What the response said (built incrementally for streams)."""
+
+    attributes: Attributes = field(default_factory=dict)
+    usage_reported: bool = False
+    output_chars: int = 0
+    output_text: list[str] | None = None  # collected only when content capture is on
+    error_type: str | None = None
+
+    def add_text(self, text: str) -> None:
+        self.output_chars += len(text)
+        if self.output_text is not None:
+            self.output_text.append(text)
+
+
+class StreamObserver(Protocol):
+    observed: Observed
+
+    def on_event(self, event: str, data: str) -> None: ...
+
+
+class Adapter(Protocol):
+    provider: str
+
+    def matches(self, request: HttpRequest) -> bool: ...
+
+    def request_attributes(self, request: HttpRequest) -> CallStart | None: ...
+
+    def response_attributes(self, start: CallStart, response: HttpResponse, observed: Observed) -> None: ...
+
+    def stream_observer(self, start: CallStart, observed: Observed) -> StreamObserver | None: ...
+
+    def api_key(self, request: HttpRequest) -> str | None: ...
+
+
+def num(value: Any) -> int | None:
+    """A token count from JSON, or None for anything that is not a non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if value >= 0 else None
+
+
+def dig(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def set_usage(
+    attrs: Attributes,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    cache_read: int | None = None,
+    cache_write: int | None = None,
+    reasoning: int | None = None,
+) -> bool:
+    """Write usage in GenAI convention form (input includes cache, output includes reasoning)."""
+    wrote = False
+    for name, value in (
+        (sc.GEN_AI_USAGE_INPUT_TOKENS, input_tokens),
+        (sc.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens),
+        (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cache_read),
+        (sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, cache_write),
+        (sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, cache_write),
+        (sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, reasoning),
+    ):
+        if value is not None:
+            attrs[name] = value
+            wrote = True
+    return wrote
+
+
+def estimate_tokens(chars: int) -> int:
+    return math.ceil(chars / CHARS_PER_TOKEN) if chars > 0 else 0
+
+
+def text_chars(value: Any) -> int:
+    """Characters of prompt text in a messages / contents / input structure (any provider)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(text_chars(v) for v in value)
+    if isinstance(value, dict):
+        total = 0
+        for key in ("content", "text", "parts", "input", "prompt", "system", "instructions"):
+            if key in value:
+                total += text_chars(value[key])
+        return total
+    return 0
+
+
+def bearer(request: HttpRequest) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def finish_reasons(values: list[Any]) -> tuple[str, ...] | None:
+    reasons = tuple(str(v) for v in values if isinstance(v, str) and v)
+    return reasons or None
+
+
+def error_type_from_body(body: Any) -> str | None:
+    """Provider error code from an error body (OpenAI, Anthropic and Google shapes)."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        for key in ("code", "type", "status"):
+            value = err.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def event_json(data: str) -> Any:
+    """Decode one SSE data payload; ``[DONE]`` and junk give None."""
+    if not data or data == "[DONE]":
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None

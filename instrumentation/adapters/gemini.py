@@ -1,0 +1,131 @@
+"""Google Gemini (generativelanguage.googleapis.com) and Vertex AI generateContent, JSON and SSE.
+
+``promptTokenCount`` includes cached content; ``candidatesTokenCount`` excludes thinking tokens,
+which Google bills as output, so output = candidates + thoughts and reasoning = thoughts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aispend import semconv as sc
+from aispend.instrumentation.adapters.base import (
+    CallStart,
+    Observed,
+    error_type_from_body,
+    event_json,
+    finish_reasons,
+    num,
+    set_usage,
+    text_chars,
+)
+from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+
+_METHODS = {
+    "generateContent": ("generate_content", "llm", False),
+    "streamGenerateContent": ("generate_content", "llm", True),
+    "embedContent": ("embeddings", "embedding", False),
+    "batchEmbedContents": ("embeddings", "embedding", False),
+}
+
+
+def _method(path: str) -> tuple[str, str] | None:
+    """(model, method) from ``…/models/{model}:{method}``."""
+    tail = path.rsplit("/models/", 1)
+    if len(tail) != 2:
+        return None
+    model, sep, method = tail[1].partition(":")
+    return (model, method) if sep and method in _METHODS else None
+
+
+def _usage(attrs: dict, meta: Any) -> bool:
+    if not isinstance(meta, dict):
+        return False
+    prompt = num(meta.get("promptTokenCount"))
+    tool_prompt = num(meta.get("toolUsePromptTokenCount")) or 0
+    candidates = num(meta.get("candidatesTokenCount")) or 0
+    thoughts = num(meta.get("thoughtsTokenCount"))
+    return set_usage(
+        attrs,
+        input_tokens=(prompt or 0) + tool_prompt if prompt is not None else None,
+        output_tokens=candidates + (thoughts or 0),
+        cache_read=num(meta.get("cachedContentTokenCount")),
+        reasoning=thoughts,
+    )
+
+
+@dataclass
+class GeminiAdapter:
+    provider: str = "gcp.gemini"
+
+    def matches(self, request: HttpRequest) -> bool:
+        return request.method == "POST" and _method(request.path) is not None
+
+    def api_key(self, request: HttpRequest) -> str | None:
+        return request.headers.get("x-goog-api-key") or request.query_params().get("key")
+
+    def request_attributes(self, request: HttpRequest) -> CallStart | None:
+        found = _method(request.path)
+        if found is None:
+            return None
+        model, method = found
+        operation, kind, stream = _METHODS[method]
+        body = request.json()
+        body = body if isinstance(body, dict) else {}
+        contents = body.get("contents") or body.get("content") or body.get("requests")
+        return CallStart(
+            operation=operation,
+            kind=kind,
+            model=model,
+            stream=stream,
+            prompt_chars=text_chars(contents) + text_chars(body.get("systemInstruction")),
+            input_messages=contents if kind == "llm" else None,
+        )
+
+    def response_attributes(self, start: CallStart, response: HttpResponse, observed: Observed) -> None:
+        body = response.json()
+        if response.status >= 400:
+            observed.error_type = error_type_from_body(body)
+            return
+        # streamGenerateContent without alt=sse answers one JSON array of chunks
+        for chunk in body if isinstance(body, list) else [body]:
+            if isinstance(chunk, dict):
+                self.read_chunk(chunk, observed)
+
+    def read_chunk(self, chunk: dict, observed: Observed) -> None:
+        attrs = observed.attributes
+        if isinstance(chunk.get("modelVersion"), str):
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = chunk["modelVersion"]
+        if isinstance(chunk.get("responseId"), str):
+            attrs[sc.GEN_AI_RESPONSE_ID] = chunk["responseId"]
+        candidates = [c for c in chunk.get("candidates") or () if isinstance(c, dict)]
+        reasons = finish_reasons([c.get("finishReason") for c in candidates])
+        if reasons:
+            attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
+        for candidate in candidates:
+            content = candidate.get("content")
+            for part in (content.get("parts") or ()) if isinstance(content, dict) else ():
+                if isinstance(part, dict) and isinstance(part.get("text"), str) and not part.get("thought"):
+                    observed.add_text(part["text"])
+        if _usage(attrs, chunk.get("usageMetadata")):
+            observed.usage_reported = True
+
+    def stream_observer(self, start: CallStart, observed: Observed) -> _GeminiStream:
+        return _GeminiStream(self, observed)
+
+
+class _GeminiStream:
+    __slots__ = ("_adapter", "observed")
+
+    def __init__(self, adapter: GeminiAdapter, observed: Observed) -> None:
+        self._adapter = adapter
+        self.observed = observed
+
+    def on_event(self, event: str, data: str) -> None:
+        chunk = event_json(data)
+        if isinstance(chunk, dict):
+            if "error" in chunk and "candidates" not in chunk:
+                self.observed.error_type = error_type_from_body(chunk) or "stream_error"
+            else:
+                self._adapter.read_chunk(chunk, self.observed)

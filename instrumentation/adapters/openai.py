@@ -1,0 +1,208 @@
+"""OpenAI wire format: api.openai.com, Azure OpenAI and every OpenAI-compatible host.
+
+Chat Completions, legacy Completions, the Responses API, Embeddings and Images; JSON and SSE.
+OpenAI's ``prompt_tokens`` already include cached tokens and ``completion_tokens`` include
+reasoning tokens, which is the GenAI convention, so they are copied as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aispend import semconv as sc
+from aispend.instrumentation.adapters.base import (
+    CallStart,
+    Observed,
+    bearer,
+    dig,
+    error_type_from_body,
+    event_json,
+    finish_reasons,
+    num,
+    set_usage,
+    text_chars,
+)
+from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+
+# path suffix -> (operation, service kind)
+_ENDPOINTS = (
+    ("/chat/completions", "chat", "llm"),
+    ("/completions", "text_completion", "llm"),
+    ("/responses", "chat", "llm"),
+    ("/embeddings", "embeddings", "embedding"),
+    ("/images/generations", "image_generation", "image"),
+    ("/images/edits", "image_generation", "image"),
+    ("/images/variations", "image_generation", "image"),
+)
+
+
+def _endpoint(path: str) -> tuple[str, str, str] | None:
+    for suffix, operation, kind in _ENDPOINTS:
+        if path.endswith(suffix):
+            return suffix, operation, kind
+    return None
+
+
+def _chat_usage(attrs: dict, usage: Any) -> bool:
+    """Chat/Completions/Embeddings ``usage`` (prompt_tokens...) or Responses/Images (input_tokens...)."""
+    if not isinstance(usage, dict):
+        return False
+    if "prompt_tokens" in usage:
+        return set_usage(
+            attrs,
+            input_tokens=num(usage.get("prompt_tokens")),
+            output_tokens=num(usage.get("completion_tokens")) if "completion_tokens" in usage else 0,
+            cache_read=num(dig(usage, "prompt_tokens_details", "cached_tokens")),
+            reasoning=num(dig(usage, "completion_tokens_details", "reasoning_tokens")),
+        )
+    return set_usage(
+        attrs,
+        input_tokens=num(usage.get("input_tokens")),
+        output_tokens=num(usage.get("output_tokens")),
+        cache_read=num(dig(usage, "input_tokens_details", "cached_tokens")),
+        reasoning=num(dig(usage, "output_tokens_details", "reasoning_tokens")),
+    )
+
+
+def _response_text(body: dict) -> list[str]:
+    texts: list[str] = []
+    for choice in body.get("choices") or ():
+        if isinstance(choice, dict):
+            content = dig(choice, "message", "content")
+            if isinstance(content, str):
+                texts.append(content)
+            elif isinstance(choice.get("text"), str):
+                texts.append(choice["text"])
+    for item in body.get("output") or ():
+        for part in (item.get("content") or ()) if isinstance(item, dict) else ():
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+    return texts
+
+
+@dataclass
+class OpenAIAdapter:
+    provider: str = "openai"
+    azure: bool = False
+
+    def matches(self, request: HttpRequest) -> bool:
+        return request.method == "POST" and _endpoint(request.path) is not None
+
+    def api_key(self, request: HttpRequest) -> str | None:
+        return request.headers.get("api-key") or bearer(request)
+
+    def request_attributes(self, request: HttpRequest) -> CallStart | None:
+        found = _endpoint(request.path)
+        if found is None:
+            return None
+        _, operation, kind = found
+        body = request.json()
+        body = body if isinstance(body, dict) else {}
+        model = body.get("model")
+        if self.azure and not isinstance(model, str):
+            # /openai/deployments/{deployment}/chat/completions: the deployment names the model
+            parts = request.path.split("/")
+            if "deployments" in parts and parts.index("deployments") + 1 < len(parts):
+                model = parts[parts.index("deployments") + 1]
+        start = CallStart(
+            operation=operation,
+            kind=kind,
+            model=model if isinstance(model, str) else None,
+            stream=body.get("stream") is True,
+        )
+        prompt = body.get("messages", body.get("input", body.get("prompt")))
+        if kind == "llm":
+            start.prompt_chars = text_chars(prompt) + text_chars(body.get("instructions"))
+            start.input_messages = prompt
+        if kind == "image":
+            n = num(body.get("n"))
+            start.attributes[sc.AISPEND_USAGE_IMAGES] = n if n is not None else 1
+            for key, attr in (("size", sc.AISPEND_IMAGE_SIZE), ("quality", sc.AISPEND_IMAGE_QUALITY)):
+                if isinstance(body.get(key), str):
+                    start.attributes[attr] = body[key]
+        return start
+
+    def response_attributes(self, start: CallStart, response: HttpResponse, observed: Observed) -> None:
+        body = response.json()
+        if not isinstance(body, dict):
+            return
+        if response.status >= 400:
+            observed.error_type = error_type_from_body(body)
+            return
+        self._read_body(start, body, observed)
+
+    def _read_body(self, start: CallStart, body: dict, observed: Observed) -> None:
+        attrs = observed.attributes
+        if isinstance(body.get("model"), str):
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = body["model"]
+        if isinstance(body.get("id"), str):
+            attrs[sc.GEN_AI_RESPONSE_ID] = body["id"]
+        reasons = finish_reasons([c.get("finish_reason") for c in body.get("choices") or () if isinstance(c, dict)])
+        if reasons is None and isinstance(body.get("status"), str) and "output" in body:
+            reasons = (body["status"],)  # Responses API: completed / incomplete
+        if reasons:
+            attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
+        if start.kind == "image" and isinstance(body.get("data"), list):
+            attrs[sc.AISPEND_USAGE_IMAGES] = len(body["data"])
+        if _chat_usage(attrs, body.get("usage")):
+            observed.usage_reported = True
+        for text in _response_text(body):
+            observed.add_text(text)
+
+    def stream_observer(self, start: CallStart, observed: Observed) -> _OpenAIStream:
+        return _OpenAIStream(self, start, observed)
+
+
+class _OpenAIStream:
+    """Chat/Completions chunks (usage only with stream_options.include_usage) and Responses events."""
+
+    __slots__ = ("_adapter", "_reasons", "_start", "observed")
+
+    def __init__(self, adapter: OpenAIAdapter, start: CallStart, observed: Observed) -> None:
+        self._adapter = adapter
+        self._start = start
+        self.observed = observed
+        self._reasons: dict[int, str] = {}
+
+    def on_event(self, event: str, data: str) -> None:
+        chunk = event_json(data)
+        if not isinstance(chunk, dict):
+            return
+        kind = chunk.get("type")
+        if isinstance(kind, str) and kind.startswith("response."):
+            self._responses_event(kind, chunk)
+            return
+        if "error" in chunk and "choices" not in chunk:
+            self.observed.error_type = error_type_from_body(chunk) or "stream_error"
+            return
+        attrs = self.observed.attributes
+        if isinstance(chunk.get("model"), str):
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = chunk["model"]
+        if isinstance(chunk.get("id"), str):
+            attrs[sc.GEN_AI_RESPONSE_ID] = chunk["id"]
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            text = dig(choice, "delta", "content")
+            if not isinstance(text, str):
+                text = choice.get("text")
+            if isinstance(text, str):
+                self.observed.add_text(text)
+            if isinstance(choice.get("finish_reason"), str):
+                index = choice.get("index") if isinstance(choice.get("index"), int) else 0
+                self._reasons[index] = choice["finish_reason"]
+                attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(self._reasons[i] for i in sorted(self._reasons))
+        if _chat_usage(attrs, chunk.get("usage")):
+            self.observed.usage_reported = True
+
+    def _responses_event(self, kind: str, event: dict) -> None:
+        if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
+            self.observed.add_text(event["delta"])
+        elif kind in ("response.completed", "response.incomplete", "response.failed", "response.created"):
+            response = event.get("response")
+            if isinstance(response, dict):
+                # text already arrived as deltas: read everything but the output again
+                self._adapter._read_body(self._start, {**response, "output": []}, self.observed)
+                if kind == "response.failed":
+                    self.observed.error_type = error_type_from_body(response) or "response_failed"

@@ -1,0 +1,109 @@
+"""Hooks on ``Client.send`` / ``AsyncClient.send`` of httpx and httpx2 (openai 3.x and anthropic
+2.x use httpx2; older SDKs, and most apps, use httpx). ``send`` sees every request of a client,
+whatever its transport, after auth and before redirects."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from aispend.instrumentation.calls import Call, Recorder
+from aispend.instrumentation.exchange import HttpRequest, default_port
+from aispend.instrumentation.hooks.streams import AsyncStreamProxy, SyncStreamProxy
+from aispend.instrumentation.safety import log_once
+
+
+def _head(request: Any) -> HttpRequest:
+    url = request.url
+    scheme = url.scheme
+    return HttpRequest(
+        method=request.method,
+        scheme=scheme,
+        host=url.host,
+        port=url.port or default_port(scheme),
+        path=url.path,
+    )
+
+
+def _complete(request: Any, head: HttpRequest) -> HttpRequest:
+    try:
+        body = request.content
+    except Exception:  # a streaming upload that was not read yet: no JSON to look at
+        body = None
+    query = request.url.query
+    return HttpRequest(
+        method=head.method,
+        scheme=head.scheme,
+        host=head.host,
+        port=head.port,
+        path=head.path,
+        query=query.decode("ascii", "replace") if isinstance(query, bytes) else str(query),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+    )
+
+
+def _begin(recorder: Recorder, request: Any) -> Call | None:
+    try:
+        head = _head(request)
+    except Exception as exc:
+        log_once("reading an httpx request", exc)
+        return None
+
+    def strip(name: str) -> None:
+        del request.headers[name]
+
+    return recorder.begin(head, lambda: _complete(request, head), strip)
+
+
+def _observe(call: Call, response: Any, streamed: bool, proxy: type) -> None:
+    try:
+        headers = response.headers
+        if not streamed:
+            call.respond(response.status_code, {k.lower(): v for k, v in headers.items()}, response.content)
+            return
+        tap = call.tap(response.status_code, {k.lower(): v for k, v in headers.items()})
+        if tap is not None:
+            response.stream = proxy(response.stream, tap)
+    except Exception as exc:
+        log_once("observing an httpx response", exc)
+        call.finish(status=getattr(response, "status_code", None))
+
+
+def sync_send(recorder: Recorder) -> Any:
+    def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        request = args[0] if args else kwargs.get("request")
+        call = _begin(recorder, request)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        _observe(call, response, bool(kwargs.get("stream", False)), SyncStreamProxy)
+        return response
+
+    return wrapper
+
+
+def async_send(recorder: Recorder) -> Any:
+    async def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        request = args[0] if args else kwargs.get("request")
+        call = _begin(recorder, request)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            response = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        _observe(call, response, bool(kwargs.get("stream", False)), AsyncStreamProxy)
+        return response
+
+    return wrapper
+
+
+def targets(module: ModuleType) -> list[tuple[type, str, str]]:
+    """(class, method, kind) pairs to wrap in one httpx-like module."""
+    return [(module.Client, "send", "sync"), (module.AsyncClient, "send", "async")]

@@ -1,0 +1,76 @@
+"""Hook on ``requests.Session.send`` (every requests call goes through it)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from aispend.instrumentation.calls import Recorder
+from aispend.instrumentation.exchange import HttpRequest, default_port
+from aispend.instrumentation.hooks.streams import UrllibRawProxy
+from aispend.instrumentation.safety import log_once
+
+
+def _body(prepared: Any) -> bytes | None:
+    body = prepared.body
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return None  # generators and files are not read
+
+
+def send(recorder: Recorder) -> Any:
+    def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        prepared = args[0] if args else kwargs.get("request")
+        try:
+            parts = urlsplit(prepared.url)
+            scheme = parts.scheme
+            head = HttpRequest(
+                method=(prepared.method or "GET").upper(),
+                scheme=scheme,
+                host=(parts.hostname or "").lower(),
+                port=parts.port or default_port(scheme),
+                path=parts.path,
+            )
+        except Exception as exc:
+            log_once("reading a requests request", exc)
+            return wrapped(*args, **kwargs)
+
+        def complete() -> HttpRequest:
+            return HttpRequest(
+                method=head.method,
+                scheme=head.scheme,
+                host=head.host,
+                port=head.port,
+                path=head.path,
+                query=parts.query,
+                headers={k.lower(): v for k, v in prepared.headers.items()},
+                body=_body(prepared),
+            )
+
+        def strip(name: str) -> None:
+            prepared.headers.pop(name, None)
+
+        call = recorder.begin(head, complete, strip)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        try:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            if not kwargs.get("stream", False):
+                call.respond(response.status_code, headers, response.content)
+            else:
+                tap = call.tap(response.status_code, headers, already_decoded=True)
+                if tap is not None and response.raw is not None:
+                    response.raw = UrllibRawProxy(response.raw, tap)
+        except Exception as exc:
+            log_once("observing a requests response", exc)
+            call.finish(status=getattr(response, "status_code", None))
+        return response
+
+    return wrapper

@@ -1,0 +1,134 @@
+"""Stream proxies: the user iterates the real stream; each chunk is shown to a Tap on the way.
+
+State lives on the proxy; the span ends exactly once (end of stream, close, an error while
+reading, or garbage collection of an abandoned stream). Chunks are never held back or copied
+into a buffer the user waits for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import wrapt
+
+from aispend.instrumentation.calls import Tap
+from aispend.instrumentation.safety import log_once
+
+
+def _finish(tap: Tap, error: BaseException | None = None) -> None:
+    try:
+        tap.finish(error)
+    except Exception as exc:  # never let telemetry escape into the user's iteration
+        log_once("finishing a stream", exc)
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):
+    """Wraps an httpx/httpx2 ``SyncByteStream`` (isinstance checks still pass)."""
+
+    def __init__(self, wrapped: Any, tap: Tap) -> None:
+        super().__init__(wrapped)
+        self._self_tap = tap
+
+    def __iter__(self) -> Iterator[bytes]:
+        tap = self._self_tap
+        try:
+            for chunk in self.__wrapped__:
+                tap.feed(chunk)
+                yield chunk
+        except GeneratorExit:
+            _finish(tap)
+            raise
+        except BaseException as exc:
+            _finish(tap, exc)
+            raise
+        _finish(tap)
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            _finish(self._self_tap)
+
+    def __del__(self) -> None:
+        _finish(self._self_tap)
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):
+    """Wraps an httpx/httpx2 ``AsyncByteStream``."""
+
+    def __init__(self, wrapped: Any, tap: Tap) -> None:
+        super().__init__(wrapped)
+        self._self_tap = tap
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        tap = self._self_tap
+        try:
+            async for chunk in self.__wrapped__:
+                tap.feed(chunk)
+                yield chunk
+        except GeneratorExit:
+            _finish(tap)
+            raise
+        except BaseException as exc:
+            _finish(tap, exc)
+            raise
+        _finish(tap)
+
+    async def aclose(self) -> None:
+        try:
+            await self.__wrapped__.aclose()
+        finally:
+            _finish(self._self_tap)
+
+    def __del__(self) -> None:
+        _finish(self._self_tap)
+
+
+class UrllibRawProxy(wrapt.ObjectProxy):
+    """Wraps the urllib3 response behind ``requests.Response.raw`` for ``stream=True`` calls."""
+
+    def __init__(self, wrapped: Any, tap: Tap) -> None:
+        super().__init__(wrapped)
+        self._self_tap = tap
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        tap = self._self_tap
+        try:
+            for chunk in self.__wrapped__.stream(*args, **kwargs):
+                tap.feed(chunk)
+                yield chunk
+        except GeneratorExit:
+            _finish(tap)
+            raise
+        except BaseException as exc:
+            _finish(tap, exc)
+            raise
+        _finish(tap)
+
+    def read(self, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            data = self.__wrapped__.read(*args, **kwargs)
+        except BaseException as exc:
+            _finish(self._self_tap, exc)
+            raise
+        if data:
+            self._self_tap.feed(data)
+        else:
+            _finish(self._self_tap)
+        return data
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            _finish(self._self_tap)
+
+    def release_conn(self) -> None:
+        try:
+            self.__wrapped__.release_conn()
+        finally:
+            _finish(self._self_tap)
+
+    def __del__(self) -> None:
+        _finish(self._self_tap)
