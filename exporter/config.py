@@ -1,0 +1,138 @@
+"""Exporter settings, one frozen dataclass: command-line argument > ``AISPEND_*`` env > aispend.yaml > default.
+
+Every key below is also the name used in aispend.yaml and (upper-cased, ``AISPEND_`` prefixed)
+in the environment, so there is one name per setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aispend.keys import parse_aliases
+
+LABELS = ("service", "provider", "model", "operation", "feature", "customer", "key")
+
+DEFAULT_LABEL_LIMITS = {
+    "service": 200,
+    "provider": 100,
+    "model": 1000,
+    "operation": 50,
+    "feature": 1000,
+    "customer": 10000,
+    "key": 1000,
+}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterConfig:
+    otlp_grpc: str = "127.0.0.1:4317"  # "" disables
+    otlp_http: str = "127.0.0.1:4318"  # "" disables
+    metrics: str = "127.0.0.1:9464"  # /metrics and the /v1 JSON API
+    ledger: str = "sqlite:///aispend.sqlite"  # "none" keeps no ledger (metrics only)
+    retention_days: int = 90
+    label_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LABEL_LIMITS))
+    label_max_length: int = 128
+    key_aliases: Mapping[str, str] = field(default_factory=dict)
+    prices: str | None = None  # user price overrides file
+    budgets: str | None = None  # budgets.yaml
+    timezone: str = "UTC"  # calendar day / month for budgets and `aispend usage`
+    auth_token: str | None = None  # bearer token required on OTLP receivers
+    admin_token: str | None = None  # bearer token required to change budgets at run time
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    dedupe_window: int = 200_000  # span ids remembered to drop retried exports
+    max_tokens_per_call: int = 50_000_000  # above this a token count is treated as corrupt
+
+    @classmethod
+    def load(
+        cls,
+        args: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        config_file: str | Path | None = None,
+    ) -> ExporterConfig:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = config_file or env.get("AISPEND_CONFIG")
+        if path:
+            values.update(_read_file(Path(path)))
+        for f in fields(cls):
+            env_value = env.get(f"AISPEND_{f.name.upper()}")
+            if env_value is not None:
+                values[f.name] = env_value
+        for name, value in (args or {}).items():
+            if value is not None:
+                values[name] = value
+        return cls._coerce(values)
+
+    @classmethod
+    def _coerce(cls, values: dict[str, Any]) -> ExporterConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call"):
+                try:
+                    out[name] = int(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+                if out[name] < 0:
+                    raise ConfigError(f"{name}: must not be negative")
+            elif name == "label_limits":
+                limits = dict(DEFAULT_LABEL_LIMITS)
+                limits.update(_limits(value))
+                out[name] = limits
+            elif name == "key_aliases":
+                out[name] = parse_aliases(value) if isinstance(value, str) else dict(value or {})
+            else:
+                out[name] = None if value in ("", None) and name not in ("otlp_grpc", "otlp_http") else value
+        return cls(**out)
+
+
+def _limits(value: Any) -> dict[str, int]:
+    if isinstance(value, str):  # "customer=5000,model=500"
+        pairs = [p.split("=", 1) for p in value.split(",") if "=" in p]
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, Mapping):
+        raise ConfigError("label_limits: expected a mapping of label -> limit")
+    out = {}
+    for label, limit in value.items():
+        if label not in LABELS:
+            raise ConfigError(f"label_limits: unknown label {label!r} (labels: {', '.join(LABELS)})")
+        try:
+            out[label] = int(limit)
+        except (TypeError, ValueError):
+            raise ConfigError(f"label_limits.{label}: expected an integer") from None
+    return out
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"not a host:port address: {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)

@@ -1,0 +1,99 @@
+"""Count each provider call once, however many spans describe it.
+
+A call is already counted when: the same span arrives again (an OTLP retry), another span in
+the trace carries the same ``gen_ai.response.id`` (e.g. the Anthropic SDK's own span and ours),
+or a span of the same provider is its direct parent or child (an SDK span wrapping the HTTP
+span). Memory is bounded: two generations of ``window / 2`` entries each.
+"""
+
+from __future__ import annotations
+
+from aispend.exporter.normalise import Call
+
+
+class _Generations:
+    __slots__ = ("_limit", "current", "previous")
+
+    def __init__(self, window: int) -> None:
+        self._limit = max(window // 2, 1)
+        self.current: dict[tuple[bytes, object], str] = {}
+        self.previous: dict[tuple[bytes, object], str] = {}
+
+    def get(self, key: tuple[bytes, object]) -> str | None:
+        found = self.current.get(key)
+        return found if found is not None else self.previous.get(key)
+
+    def put(self, key: tuple[bytes, object], value: str) -> None:
+        self.current[key] = value
+        if len(self.current) >= self._limit:
+            self.previous, self.current = self.current, {}
+
+    def __len__(self) -> int:
+        return len(self.current) + len(self.previous)
+
+
+class Deduper:
+    def __init__(self, window: int = 200_000) -> None:
+        self._spans = _Generations(window)  # (trace, span id) -> provider
+        self._parents = _Generations(window)  # (trace, parent span id) -> provider
+        self._responses = _Generations(window)  # (trace, response id) -> provider
+        self._staged: list[Call] = []
+        self._staged_spans: dict[tuple[bytes, object], str] = {}
+        self._staged_parents: dict[tuple[bytes, object], str] = {}
+        self._staged_responses: dict[tuple[bytes, object], str] = {}
+
+    def duplicate(self, call: Call) -> str | None:
+        """Why this call was already counted (a reason label), or None if it is new."""
+        trace = call.trace_id
+        if self._get(self._spans, self._staged_spans, (trace, call.span_id)) is not None:
+            return "retry"
+        if call.response_id and self._get(self._responses, self._staged_responses, (trace, call.response_id)):
+            return "same_response_id"
+        if (
+            call.parent_span_id
+            and self._get(self._spans, self._staged_spans, (trace, call.parent_span_id)) == call.provider
+        ):
+            return "nested_span"
+        if self._get(self._parents, self._staged_parents, (trace, call.span_id)) == call.provider:
+            return "nested_span"
+        return None
+
+    @staticmethod
+    def _get(committed: _Generations, staged: dict[tuple[bytes, object], str], key: tuple[bytes, object]) -> str | None:
+        found = staged.get(key)
+        return found if found is not None else committed.get(key)
+
+    def stage(self, call: Call) -> None:
+        trace = call.trace_id
+        self._staged.append(call)
+        self._staged_spans[(trace, call.span_id)] = call.provider
+        if call.parent_span_id:
+            self._staged_parents[(trace, call.parent_span_id)] = call.provider
+        if call.response_id:
+            self._staged_responses[(trace, call.response_id)] = call.provider
+
+    def commit(self) -> None:
+        for key, provider in self._staged_spans.items():
+            self._spans.put(key, provider)
+        for key, provider in self._staged_parents.items():
+            self._parents.put(key, provider)
+        for key, provider in self._staged_responses.items():
+            self._responses.put(key, provider)
+        self.rollback()
+
+    def rollback(self) -> None:
+        self._staged.clear()
+        self._staged_spans.clear()
+        self._staged_parents.clear()
+        self._staged_responses.clear()
+
+    def remember(self, trace_id: bytes, span_id: bytes, parent_span_id: bytes, response_id: str, provider: str) -> None:
+        """Restore a call recorded before a restart."""
+        self._spans.put((trace_id, span_id), provider)
+        if parent_span_id:
+            self._parents.put((trace_id, parent_span_id), provider)
+        if response_id:
+            self._responses.put((trace_id, response_id), provider)
+
+    def __len__(self) -> int:
+        return len(self._spans)

@@ -1,0 +1,75 @@
+"""OTLP/gRPC ``TraceService/Export``. Takes raw bytes so a malformed message is our error to count
+and answer (INVALID_ARGUMENT), not an opaque failure inside grpcio."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from aispend.exporter import otlp
+from aispend.exporter.metrics import UsageMetrics
+from aispend.exporter.pipeline import Pipeline, RetryableError
+
+logger = logging.getLogger("aispend.exporter")
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def _export(pipeline: Pipeline, auth_token: str | None) -> Any:
+    def export(body: bytes, context: grpc.ServicerContext) -> Any:
+        if auth_token is not None:
+            metadata = dict(context.invocation_metadata() or ())
+            if metadata.get("authorization") != f"Bearer {auth_token}":
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        try:
+            request = otlp.decode_protobuf(body)
+        except otlp.MalformedPayload as exc:
+            with pipeline.lock:
+                UsageMetrics.bump(pipeline.metrics.rejected, "malformed_payload")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            result = pipeline.export(request)
+        except RetryableError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except Exception as exc:
+            logger.exception("export failed")
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"internal error: {type(exc).__name__}")
+        return otlp.response(result.rejected, result.message)
+
+    return export
+
+
+def serve_grpc(
+    pipeline: Pipeline,
+    address: str,
+    auth_token: str | None = None,
+    tls: tuple[bytes, bytes] | None = None,
+    workers: int = 4,
+) -> tuple[grpc.Server, int]:
+    """Start the receiver; returns the server and the port it bound (address may use port 0)."""
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                _export(pipeline, auth_token),
+                request_deserializer=None,
+                response_serializer=lambda message: message.SerializeToString(),
+            )
+        },
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)],
+    )
+    server.add_generic_rpc_handlers((handler,))
+    if tls is not None:
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address} (gRPC)")
+    server.start()
+    return server, port

@@ -1,0 +1,257 @@
+"""The HTTP edges: OTLP/HTTP ``POST /v1/traces`` (protobuf or JSON, gzip) on one port, and
+``/metrics`` plus the JSON API (``/v1/budgets``, ``/v1/usage``, ``/v1/calls``) on another.
+
+Both are stdlib ``ThreadingHTTPServer``s: the hot path is the gRPC receiver, and these need
+nothing a framework would add.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import ssl
+import threading
+import zlib
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from aispend.exporter import otlp
+from aispend.exporter.metrics import UsageMetrics
+from aispend.exporter.pipeline import Pipeline, RetryableError
+
+logger = logging.getLogger("aispend.exporter")
+MAX_BODY = 64 * 1024 * 1024
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "aispend"
+    protocol_version = "HTTP/1.1"
+    routes: ClassVar[dict[tuple[str, str], Callable[[_Handler], None]]] = {}
+    prefix_routes: ClassVar[list[tuple[str, str, Callable[[_Handler, str], None]]]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def _dispatch(self, method: str) -> None:
+        path = urlsplit(self.path).path
+        route = self.routes.get((method, path))
+        try:
+            if route is not None:
+                route(self)
+                return
+            for m, prefix, handler in self.prefix_routes:
+                if m == method and path.startswith(prefix) and len(path) > len(prefix):
+                    handler(self, path[len(prefix) :])
+                    return
+            self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no route for {method} {path}"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    # -- helpers ------------------------------------------------------------------------------
+    def query(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+
+    def read_body(self) -> bytes | None:
+        """The request body, gunzipped; None (after answering 413/400) when it cannot be read."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.send_json(HTTPStatus.BAD_REQUEST, {"error": "bad Content-Length"})
+            return None
+        if length > MAX_BODY:
+            self.send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {MAX_BODY} bytes"})
+            return None
+        body = self.rfile.read(length) if length else b""
+        encoding = (self.headers.get("Content-Encoding") or "").lower()
+        if encoding in ("gzip", "deflate"):
+            try:
+                obj = zlib.decompressobj(zlib.MAX_WBITS | 32)
+                body = obj.decompress(body, MAX_BODY)
+                if obj.unconsumed_tail:
+                    self.send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "decompressed body too large"})
+                    return None
+            except zlib.error as exc:
+                self.send_json(HTTPStatus.BAD_REQUEST, {"error": f"bad {encoding} body: {exc}"})
+                return None
+        elif encoding not in ("", "identity"):
+            self.send_json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": f"unsupported Content-Encoding {encoding}"})
+            return None
+        return body
+
+    def bearer_ok(self, token: str | None) -> bool:
+        if token is None:
+            return True
+        given = self.headers.get("Authorization") or ""
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    def send_bytes(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        self.send_bytes(status, json.dumps(data, default=str).encode(), JSON, headers)
+
+
+def _start(handler: type[_Handler], host: str, port: int, tls: ssl.SSLContext | None) -> tuple[_Server, int]:
+    server = _Server((host, port), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, name=f"http-{server.server_address[1]}", daemon=True)
+    thread.start()
+    return server, server.server_address[1]
+
+
+# -- OTLP/HTTP ------------------------------------------------------------------------------------
+def serve_otlp_http(
+    pipeline: Pipeline, host: str, port: int, auth_token: str | None = None, tls: ssl.SSLContext | None = None
+) -> tuple[_Server, int]:
+    def traces(h: _Handler) -> None:
+        content_type = (h.headers.get("Content-Type") or PROTOBUF).split(";")[0].strip().lower()
+        as_json = content_type == JSON
+        if not h.bearer_ok(auth_token):
+            h.send_json(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
+            return
+        body = h.read_body()
+        if body is None:
+            return
+        try:
+            request = otlp.decode_json(body) if as_json else otlp.decode_protobuf(body)
+        except otlp.MalformedPayload as exc:
+            with pipeline.lock:
+                UsageMetrics.bump(pipeline.metrics.rejected, "malformed_payload")
+            h.send_json(HTTPStatus.BAD_REQUEST, {"code": 3, "message": str(exc)})
+            return
+        try:
+            result = pipeline.export(request)
+        except RetryableError as exc:
+            h.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"code": 14, "message": str(exc)}, {"Retry-After": "1"})
+            return
+        except Exception as exc:
+            logger.exception("export failed")
+            h.send_json(
+                HTTPStatus.SERVICE_UNAVAILABLE, {"code": 14, "message": f"internal error: {type(exc).__name__}"}
+            )
+            return
+        response = otlp.response(result.rejected, result.message)
+        if as_json:
+            from google.protobuf import json_format
+
+            h.send_bytes(HTTPStatus.OK, json_format.MessageToJson(response).encode(), JSON)
+        else:
+            h.send_bytes(HTTPStatus.OK, response.SerializeToString(), PROTOBUF)
+
+    handler = type("OtlpHandler", (_Handler,), {"routes": {("POST", "/v1/traces"): traces}, "prefix_routes": []})
+    return _start(handler, host, port, tls)
+
+
+# -- /metrics and the JSON API --------------------------------------------------------------------
+class Api:
+    """What the API routes need; built by ``serve``."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        budgets: Callable[[], list[dict[str, Any]]] | None,
+        change_budget: Callable[[str, Decimal | None, bool], dict[str, Any]] | None,
+        usage: Callable[[dict[str, str]], Any] | None,
+        calls: Callable[[dict[str, str]], Any] | None,
+        admin_token: str | None,
+    ) -> None:
+        self.registry = registry
+        self.budgets = budgets
+        self.change_budget = change_budget
+        self.usage = usage
+        self.calls = calls
+        self.admin_token = admin_token
+
+
+def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None) -> tuple[_Server, int]:
+    def metrics(h: _Handler) -> None:
+        encoder, content_type = choose_encoder(h.headers.get("Accept") or "")
+        h.send_bytes(HTTPStatus.OK, encoder(api.registry), content_type)
+
+    def healthz(h: _Handler) -> None:
+        h.send_json(HTTPStatus.OK, {"status": "ok"})
+
+    def budgets(h: _Handler) -> None:
+        h.send_json(HTTPStatus.OK, {"budgets": api.budgets() if api.budgets else []})
+
+    def change_budget(h: _Handler, name: str) -> None:
+        if api.change_budget is None:
+            h.send_json(HTTPStatus.NOT_FOUND, {"error": "no budgets are configured"})
+            return
+        if api.admin_token is None:
+            h.send_json(HTTPStatus.FORBIDDEN, {"error": "set admin_token (AISPEND_ADMIN_TOKEN) to allow changes"})
+            return
+        if not h.bearer_ok(api.admin_token):
+            h.send_json(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
+            return
+        body = h.read_body()
+        if body is None:
+            return
+        try:
+            data = json.loads(body or b"{}")
+            amount = data.get("amount_usd")
+            amount = Decimal(str(amount)) if amount is not None else None
+            if amount is not None and (not amount.is_finite() or amount <= 0):
+                raise ValueError("amount_usd must be positive")
+            reset = bool(data.get("reset", False))
+            if amount is None and not reset:
+                raise ValueError('give "amount_usd" and/or "reset": true')
+        except (ValueError, InvalidOperation, AttributeError) as exc:
+            h.send_json(HTTPStatus.BAD_REQUEST, {"error": f"bad request: {exc}"})
+            return
+        try:
+            h.send_json(HTTPStatus.OK, api.change_budget(name, amount, reset))
+        except KeyError:
+            h.send_json(HTTPStatus.NOT_FOUND, {"error": f"no budget named {name!r}"})
+
+    def report(fn: Callable[[dict[str, str]], Any] | None) -> Callable[[_Handler], None]:
+        def handle(h: _Handler) -> None:
+            if fn is None:
+                h.send_json(HTTPStatus.NOT_FOUND, {"error": "no ledger is configured (ledger: none)"})
+                return
+            try:
+                h.send_json(HTTPStatus.OK, fn(h.query()))
+            except ValueError as exc:
+                h.send_json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+
+        return handle
+
+    routes = {
+        ("GET", "/metrics"): metrics,
+        ("GET", "/healthz"): healthz,
+        ("GET", "/v1/budgets"): budgets,
+        ("GET", "/v1/usage"): report(api.usage),
+        ("GET", "/v1/calls"): report(api.calls),
+    }
+    handler = type(
+        "ApiHandler", (_Handler,), {"routes": routes, "prefix_routes": [("POST", "/v1/budgets/", change_budget)]}
+    )
+    return _start(handler, host, port, tls)

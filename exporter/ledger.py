@@ -1,0 +1,303 @@
+"""The per-call usage ledger: every recorded call, plus daily aggregates that outlive retention.
+
+SQLite (WAL) is the embedded default. Costs are stored as integer nano-dollars so SQL sums are
+exact; the in-memory counters keep full Decimal precision. A batch of calls is one transaction:
+the exporter acknowledges an OTLP export only after it commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+from aispend.exporter.normalise import Call
+
+NANO = Decimal(1_000_000_000)
+LABEL_COLUMNS = ("service", "provider", "model", "operation", "feature", "customer", "key")
+FILTER_COLUMNS = (*LABEL_COLUMNS, "status")
+TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+CALL_COLUMNS = (
+    "ts_ns",
+    "day",
+    "duration_s",
+    *LABEL_COLUMNS,
+    "response_model",
+    "kind",
+    "status",
+    "error_type",
+    *TOKEN_COLUMNS,
+    "requests",
+    "images",
+    "cost_nusd",
+    "priced",
+    "estimated",
+    "free_units",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "response_id",
+)
+SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "requests", "images", "cost_nusd", "unpriced", "duration_s")
+DAILY_KEY = ("day", *LABEL_COLUMNS, "status")
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY,
+    ts_ns INTEGER NOT NULL, day TEXT NOT NULL, duration_s REAL NOT NULL,
+    service TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, operation TEXT NOT NULL,
+    feature TEXT NOT NULL, customer TEXT NOT NULL, key TEXT NOT NULL,
+    response_model TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, error_type TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+    requests INTEGER NOT NULL, images INTEGER NOT NULL, cost_nusd INTEGER NOT NULL,
+    priced INTEGER NOT NULL, estimated INTEGER NOT NULL, free_units INTEGER NOT NULL,
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT NOT NULL, response_id TEXT NOT NULL,
+    UNIQUE (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts_ns);
+CREATE INDEX IF NOT EXISTS calls_provider_key ON calls (provider, key, ts_ns);
+CREATE TABLE IF NOT EXISTS daily (
+    {", ".join(f"{c} TEXT NOT NULL" for c in DAILY_KEY)},
+    {", ".join(f"{c} {'REAL' if c == 'duration_s' else 'INTEGER'} NOT NULL" for c in SUM_COLUMNS)},
+    PRIMARY KEY ({", ".join(DAILY_KEY)})
+);
+CREATE TABLE IF NOT EXISTS budget_overrides (
+    budget TEXT PRIMARY KEY, amount_usd TEXT, reset_at_ns INTEGER
+);
+"""
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+_INSERT_CALL = f"INSERT OR IGNORE INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({_placeholders(len(CALL_COLUMNS))})"
+_UPSERT_DAILY = (
+    f"INSERT INTO daily ({', '.join(DAILY_KEY + SUM_COLUMNS)}) VALUES ({_placeholders(len(DAILY_KEY + SUM_COLUMNS))}) "
+    f"ON CONFLICT ({', '.join(DAILY_KEY)}) DO UPDATE SET " + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
+)
+
+
+class LedgerError(RuntimeError):
+    """The ledger could not record a batch; the receiver answers with a retryable status."""
+
+
+def to_nano(cost: Decimal) -> int:
+    return int((cost * NANO).to_integral_value(ROUND_HALF_EVEN))
+
+
+def from_nano(nano: int | None) -> Decimal:
+    return Decimal(nano or 0) / NANO
+
+
+def utc_day(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Row filters shared by `aispend usage`, GET /v1/usage and GET /v1/calls."""
+
+    since_ns: int | None = None
+    until_ns: int | None = None
+    equals: Mapping[str, str] | None = None  # column -> value, columns from FILTER_COLUMNS
+
+    def where(self, time_column: str = "ts_ns") -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if self.since_ns is not None:
+            clauses.append(f"{time_column} >= ?")
+            params.append(self.since_ns)
+        if self.until_ns is not None:
+            clauses.append(f"{time_column} < ?")
+            params.append(self.until_ns)
+        for column, value in (self.equals or {}).items():
+            if column not in FILTER_COLUMNS:
+                raise ValueError(f"cannot filter on {column!r}")
+            clauses.append(f"{column} = ?")
+            params.append(value)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class SQLiteLedger:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._connect()
+        self._conn.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- writing --------------------------------------------------------------------------------
+    def write(self, calls: Sequence[Call]) -> None:
+        """Record a batch in one transaction, or raise LedgerError and record nothing."""
+        if not calls:
+            return
+        rows = []
+        daily: dict[tuple[str, ...], list[Any]] = {}
+        for c in calls:
+            nano = to_nano(c.cost)
+            day = utc_day(c.start_ns)
+            rows.append(
+                (
+                    c.start_ns, day, c.duration_s, c.service, c.provider, c.model, c.operation, c.feature,
+                    c.customer, c.key, c.response_model, c.kind, c.status, c.error_type, c.input_tokens,
+                    c.output_tokens, c.cache_read_tokens, c.cache_write_tokens, c.reasoning_tokens, c.requests,
+                    c.images, nano, int(c.priced), int(c.estimated), c.free_units, c.trace_id.hex(),
+                    c.span_id.hex(), c.parent_span_id.hex(), c.response_id,
+                )
+            )  # fmt: skip
+            key = (day, c.service, c.provider, c.model, c.operation, c.feature, c.customer, c.key, c.status)
+            agg = daily.get(key)
+            if agg is None:
+                agg = daily[key] = [0] * (len(SUM_COLUMNS) - 1) + [0.0]
+            agg[0] += 1
+            agg[1] += c.input_tokens
+            agg[2] += c.output_tokens
+            agg[3] += c.cache_read_tokens
+            agg[4] += c.cache_write_tokens
+            agg[5] += c.reasoning_tokens
+            agg[6] += c.requests
+            agg[7] += c.images
+            agg[8] += nano
+            agg[9] += 0 if c.priced else 1
+            agg[10] += c.duration_s
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(_INSERT_CALL, rows)
+                    self._conn.executemany(_UPSERT_DAILY, [(*k, *v) for k, v in daily.items()])
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger write failed: {exc}") from exc
+
+    def prune(self, retention_days: int, now_ns: int) -> int:
+        """Delete calls older than the retention; daily aggregates are kept."""
+        if retention_days <= 0:
+            return 0
+        cutoff = now_ns - retention_days * 86_400 * 1_000_000_000
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM calls WHERE ts_ns < ?", (cutoff,))
+            return cur.rowcount
+
+    # -- restoring ------------------------------------------------------------------------------
+    def totals(self) -> Iterator[tuple[tuple[str, ...], str, dict[str, int], Decimal, int]]:
+        """(labels, status, token sums, cost, calls) per label set: all time, from the aggregates."""
+        sql = (
+            f"SELECT {', '.join(LABEL_COLUMNS)}, status, SUM(calls), "
+            f"{', '.join(f'SUM({c})' for c in TOKEN_COLUMNS)}, SUM(cost_nusd) FROM daily "
+            f"GROUP BY {', '.join(LABEL_COLUMNS)}, status"
+        )
+        for row in self._read(sql):
+            labels = tuple(row[: len(LABEL_COLUMNS)])
+            rest = row[len(LABEL_COLUMNS) :]
+            tokens = dict(zip(("input", "output", "cache_read", "cache_write", "reasoning"), rest[2:7], strict=True))
+            yield labels, rest[0], tokens, from_nano(rest[7]), rest[1]
+
+    def unpriced_totals(self) -> list[tuple[str, str, int]]:
+        return self._read(
+            "SELECT provider, model, SUM(unpriced) FROM daily GROUP BY provider, model HAVING SUM(unpriced) > 0"
+        )
+
+    def recent_calls(self, limit: int) -> list[tuple[str, str, str, str, str]]:
+        """(trace id, span id, parent span id, response id, provider) of the newest calls."""
+        return self._read(
+            "SELECT trace_id, span_id, parent_span_id, response_id, provider FROM calls ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+
+    def spend_since(self, since_ns: int, scope: Mapping[str, Sequence[str]]) -> Decimal:
+        clauses, params = ["ts_ns >= ?"], [since_ns]
+        for column, values in scope.items():
+            if column not in LABEL_COLUMNS:
+                raise ValueError(f"unknown scope label {column!r}")
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        rows = self._read(f"SELECT SUM(cost_nusd) FROM calls WHERE {' AND '.join(clauses)}", params)
+        return from_nano(rows[0][0])
+
+    def units_used(self, provider: str, key: str, since_day: str | None) -> int:
+        """Billable request units a key used at a provider since a UTC day (None: ever)."""
+        sql = "SELECT SUM(requests) FROM daily WHERE provider = ? AND key = ?"
+        params: list[Any] = [provider, key]
+        if since_day is not None:
+            sql += " AND day >= ?"
+            params.append(since_day)
+        return int(self._read(sql, params)[0][0] or 0)
+
+    def budget_overrides(self) -> dict[str, tuple[str | None, int | None]]:
+        return {b: (a, r) for b, a, r in self._read("SELECT budget, amount_usd, reset_at_ns FROM budget_overrides")}
+
+    def set_budget_override(self, budget: str, amount_usd: str | None, reset_at_ns: int | None) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO budget_overrides (budget, amount_usd, reset_at_ns) VALUES (?, ?, ?) "
+                "ON CONFLICT (budget) DO UPDATE SET amount_usd = COALESCE(excluded.amount_usd, amount_usd), "
+                "reset_at_ns = COALESCE(excluded.reset_at_ns, reset_at_ns)",
+                (budget, amount_usd, reset_at_ns),
+            )
+
+    # -- querying (aispend usage, /v1/usage, /v1/calls) -----------------------------------------
+    def calls(self, filters: Filters, limit: int = 100) -> list[dict[str, Any]]:
+        where, params = filters.where()
+        columns = ("ts_ns", *LABEL_COLUMNS, "response_model", "status", "error_type", *TOKEN_COLUMNS, "requests",
+                   "images", "cost_nusd", "priced", "estimated", "duration_s", "trace_id", "span_id")  # fmt: skip
+        rows = self._read(
+            f"SELECT {', '.join(columns)} FROM calls{where} ORDER BY ts_ns DESC, id DESC LIMIT ?", [*params, limit]
+        )
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    def summary(self, filters: Filters, group_by: Sequence[str], from_daily: bool = False) -> list[dict[str, Any]]:
+        for column in group_by:
+            if column not in (*FILTER_COLUMNS, "day"):
+                raise ValueError(f"cannot group by {column!r}")
+        table = "daily" if from_daily else "calls"
+        where, params = filters.where("day" if from_daily else "ts_ns")
+        count = "SUM(calls)" if from_daily else "COUNT(*)"
+        unpriced = "SUM(unpriced)" if from_daily else "SUM(1 - priced)"
+        select = [*group_by, f"{count} AS calls", *(f"SUM({c}) AS {c}" for c in TOKEN_COLUMNS),
+                  "SUM(requests) AS requests", "SUM(cost_nusd) AS cost_nusd", f"{unpriced} AS unpriced"]  # fmt: skip
+        sql = f"SELECT {', '.join(select)} FROM {table}{where}"
+        if group_by:
+            sql += f" GROUP BY {', '.join(group_by)} ORDER BY cost_nusd DESC"
+        names = [*group_by, "calls", *TOKEN_COLUMNS, "requests", "cost_nusd", "unpriced"]
+        return [
+            {name: (value if value is not None else 0) for name, value in zip(names, row, strict=True)}
+            for row in self._read(sql, params)
+            if row[len(group_by)]  # skip the empty all-NULL row of an empty table
+        ]
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+
+def open_ledger(url: str) -> SQLiteLedger | None:
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:`` or ``none``."""
+    if url.strip().lower() in ("", "none", "off"):
+        return None
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url[len("sqlite://") :]
+        return SQLiteLedger(path or ":memory:")
+    if url.startswith(("postgres://", "postgresql://")):
+        raise ValueError("PostgreSQL ledgers are not implemented in this version; use sqlite:///path")
+    raise ValueError(f"unsupported ledger URL {url!r} (use sqlite:///path or none)")

@@ -1,0 +1,242 @@
+"""receive -> normalise -> price -> record, for one OTLP export at a time.
+
+Exactly-once accounting: a batch is normalised and priced, written to the ledger in one
+transaction, and only then applied to the counters, the dedupe memory, free-tier usage and
+budget spend. If the ledger write fails nothing is applied and the caller answers with a
+retryable status; when the sender retries, spans that did land are recognised and skipped.
+A span that cannot be used is rejected with a reason; the rest of its batch is still recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from aispend.exporter import otlp
+from aispend.exporter.budgets import BudgetTracker
+from aispend.exporter.config import LABELS, ExporterConfig
+from aispend.exporter.dedupe import Deduper
+from aispend.exporter.freetier import FreeTierUsage
+from aispend.exporter.labels import LabelBounds, clean
+from aispend.exporter.ledger import LedgerError, SQLiteLedger
+from aispend.exporter.metrics import UsageMetrics
+from aispend.exporter.normalise import Call, Rejected, normalise
+from aispend.pricing import FreeTier, PriceEngine, UsageRecord
+
+logger = logging.getLogger("aispend.exporter")
+_ZERO = Decimal(0)
+_CLEANED_FIELDS = (*LABELS, "response_model", "price_model", "error_type")
+
+
+class RetryableError(RuntimeError):
+    """Nothing from this batch was recorded; the sender should retry it."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    spans: int
+    recorded: int
+    rejected: int
+    duplicates: int
+    message: str = ""
+
+
+class _ThrottledLog:
+    """At most one log line per reason per interval, with how many were suppressed."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self._interval = interval
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warn(self, reason: str, detail: str) -> None:
+        now = time.monotonic()
+        last, suppressed = self._last.get(reason, (0.0, 0))
+        if now - last >= self._interval:
+            extra = f" ({suppressed} more since the last message)" if suppressed else ""
+            logger.warning("rejected span (%s): %s%s", reason, detail, extra)
+            self._last[reason] = (now, 0)
+        else:
+            self._last[reason] = (last, suppressed + 1)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: ExporterConfig,
+        engine: PriceEngine,
+        ledger: SQLiteLedger | None,
+        metrics: UsageMetrics,
+        budgets: BudgetTracker | None = None,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.ledger = ledger
+        self.metrics = metrics
+        self.budgets = budgets
+        self.bounds = LabelBounds(config.label_limits)
+        self.metrics.overflow = lambda: dict(self.bounds.overflows)
+        self.deduper = Deduper(config.dedupe_window)
+        self.free = FreeTierUsage(ledger)
+        self.lock = threading.Lock()
+        self._log = _ThrottledLog()
+
+    # -- start-up -------------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Counters, unpriced counts and the dedupe memory as the ledger left them."""
+        if self.ledger is None:
+            return
+        with self.lock:
+            for labels, status, tokens, cost, calls in self.ledger.totals():
+                bounded = tuple(self.bounds.bound(name, value) for name, value in zip(LABELS, labels, strict=True))
+                self.metrics.restore(bounded, cost, tokens, {status: calls})
+            for provider, model, count in self.ledger.unpriced_totals():
+                key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model))
+                self.metrics.unpriced[key] = self.metrics.unpriced.get(key, 0) + count
+            for trace, span, parent, response_id, provider in self.ledger.recent_calls(self.config.dedupe_window):
+                self.deduper.remember(
+                    bytes.fromhex(trace), bytes.fromhex(span), bytes.fromhex(parent), response_id, provider
+                )
+
+    # -- one export -----------------------------------------------------------------------------
+    def export(self, request: ExportTraceServiceRequest) -> BatchResult:
+        calls: list[Call] = []
+        rejected: dict[str, int] = {}
+        messages: list[str] = []
+        total = 0
+        for span in otlp.spans(request):
+            total += 1
+            try:
+                found = normalise(span, self.config.max_tokens_per_call, self.config.key_aliases)
+            except Exception as exc:  # a bug must cost one span, not the batch
+                logger.exception("normalising span %r failed", span.name)
+                found = Rejected("internal_error", f"{type(exc).__name__} while reading span {span.name!r}")
+            if isinstance(found, Rejected):
+                rejected[found.reason] = rejected.get(found.reason, 0) + 1
+                self._log.warn(found.reason, found.detail)
+                if len(messages) < 5:
+                    messages.append(f"{found.reason}: {found.detail}")
+            elif found is not None:
+                calls.append(found)
+        calls.sort(key=lambda c: not c.from_aispend)  # within a batch, prefer aispend's own span
+        with self.lock:
+            self.metrics.spans_received += total
+            for reason, n in rejected.items():
+                UsageMetrics.bump(self.metrics.rejected, reason, n)
+            recorded, duplicates = self._record(calls)
+        n_rejected = sum(rejected.values())
+        return BatchResult(total, len(recorded), n_rejected, duplicates, "; ".join(messages))
+
+    def _record(self, calls: list[Call]) -> tuple[list[Call], int]:
+        fresh: list[Call] = []
+        duplicates: dict[str, int] = {}
+        clamped: dict[str, int] = {}
+        try:
+            for call in calls:
+                self._clean(call, clamped)
+                reason = self.deduper.duplicate(call)
+                if reason is not None:
+                    duplicates[reason] = duplicates.get(reason, 0) + 1
+                    continue
+                self.deduper.stage(call)
+                self._price(call)
+                fresh.append(call)
+            if self.ledger is not None:
+                self.ledger.write(fresh)
+        except LedgerError as exc:
+            self.deduper.rollback()
+            self.free.rollback()
+            logger.error("%s; the batch will be retried by the sender", exc)
+            raise RetryableError(str(exc)) from exc
+        except BaseException:
+            self.deduper.rollback()
+            self.free.rollback()
+            raise
+        self.deduper.commit()
+        self.free.commit()
+        for reason, n in duplicates.items():
+            UsageMetrics.bump(self.metrics.deduplicated, reason, n)
+        for reason, n in clamped.items():
+            UsageMetrics.bump(self.metrics.clamped, reason, n)
+        self._apply(fresh)
+        if self.budgets is not None:
+            self.budgets.add(fresh)
+        return fresh, sum(duplicates.values())
+
+    def _clean(self, call: Call, clamped: dict[str, int]) -> None:
+        limit = self.config.label_max_length
+        for name in _CLEANED_FIELDS:
+            value = getattr(call, name)
+            if value and (len(value) > limit or not value.isprintable()):
+                cleaned, reason = clean(value, limit)
+                if reason:
+                    setattr(call, name, cleaned)
+                    clamped[reason] = clamped.get(reason, 0) + 1
+
+    def _price(self, call: Call) -> None:
+        when = datetime.fromtimestamp(call.start_ns / 1e9, UTC) if call.start_ns else datetime.now(UTC)
+        usage = UsageRecord(
+            provider=call.provider,
+            model=call.price_model,
+            operation=call.operation,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            cache_read_tokens=call.cache_read_tokens,
+            cache_write_tokens=call.cache_write_tokens,
+            reasoning_tokens=call.reasoning_tokens,
+            requests=call.requests,
+            images=call.images,
+            image_size=call.image_size,
+            image_quality=call.image_quality,
+            timestamp=when,
+        )
+        tiers: list[FreeTier] = []
+
+        def free_used(tier: FreeTier) -> int:
+            tiers.append(tier)
+            return self.free.used(call.provider, call.key, tier, when)
+
+        result = self.engine.price(usage, free_used)
+        if not result.matched and call.model and call.model != call.price_model:
+            # e.g. a snapshot name the price data does not know yet: price what was asked for
+            result = self.engine.price(replace(usage, model=call.model), free_used)
+        if tiers and call.requests:
+            self.free.stage(call.provider, call.key, tiers[-1], when, call.requests)
+        if result.matched and call.usage_known:
+            call.cost, call.priced, call.free_units = result.cost, True, result.free_units
+        elif call.span_cost is not None and call.usage_known:
+            call.cost, call.priced = Decimal(repr(call.span_cost)), True  # the instrumentation's own price
+        else:
+            call.cost = _ZERO
+            billable = call.input_tokens or call.output_tokens or call.requests or call.images
+            call.priced = not billable and call.usage_known  # nothing to price is not "unpriced"
+
+    def _apply(self, calls: list[Call]) -> None:
+        metrics, bound = self.metrics, self.bounds.bound
+        for c in calls:
+            labels = (
+                bound("service", c.service),
+                bound("provider", c.provider),
+                bound("model", c.model),
+                bound("operation", c.operation),
+                bound("feature", c.feature),
+                bound("customer", c.customer),
+                bound("key", c.key),
+            )
+            tokens = (
+                ("input", c.input_tokens),
+                ("output", c.output_tokens),
+                ("cache_read", c.cache_read_tokens),
+                ("cache_write", c.cache_write_tokens),
+                ("reasoning", c.reasoning_tokens),
+            )
+            duration_key = (labels[1], labels[2], labels[3], c.status)
+            metrics.add_call(labels, c.cost, tokens, c.status, duration_key, c.duration_s, c.trace_id.hex())
+            if not c.priced:
+                key = (labels[1], labels[2])
+                metrics.unpriced[key] = metrics.unpriced.get(key, 0) + 1

@@ -1,0 +1,180 @@
+"""``aispend serve``: wires config, pricing, ledger, budgets, pipeline, receivers and API together.
+
+No logic lives here beyond start-up order and reloads: restore from the ledger first, then open
+the receivers, so nothing is counted before the counters are back.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from aispend.exporter import usage as usage_reports
+from aispend.exporter.budgets import BudgetsError, BudgetsFile, BudgetTracker, load_budgets
+from aispend.exporter.config import ExporterConfig, parse_address
+from aispend.exporter.grpc_receiver import serve_grpc
+from aispend.exporter.http_server import Api, serve_api, serve_otlp_http
+from aispend.exporter.ledger import SQLiteLedger, open_ledger
+from aispend.exporter.metrics import UsageMetrics
+from aispend.exporter.pipeline import Pipeline
+from aispend.pricing import PriceBookError, PriceEngine, load_book
+
+logger = logging.getLogger("aispend.exporter")
+
+
+class _Collector:
+    def __init__(self, metrics: UsageMetrics, config_errors: dict[str, int]) -> None:
+        self._metrics = metrics
+        self._config_errors = config_errors
+
+    def collect(self) -> Any:
+        yield from self._metrics.collect()
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(
+            "aispend_config_errors", "Config files that could not be loaded (the previous one stays).", labels=["file"]
+        )
+        for name, count in dict(self._config_errors).items():
+            family.add_metric([name], count)
+        yield family
+
+
+@dataclass
+class Exporter:
+    config: ExporterConfig
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=False))
+    ports: dict[str, int] = field(default_factory=dict)
+    config_errors: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ledger: SQLiteLedger | None = open_ledger(self.config.ledger)
+        self.engine = PriceEngine()
+        self.reload_prices()
+        self.budgets: BudgetTracker | None = None
+        budgets_file = self._read_budgets()
+        if budgets_file is not None or self.config.budgets:
+            self.budgets = BudgetTracker(
+                budgets_file or BudgetsFile(timezone=self.config.timezone),
+                spend_since=self.ledger.spend_since if self.ledger else None,
+                overrides=self.ledger.budget_overrides() if self.ledger else None,
+            )
+        self.metrics = UsageMetrics(budget_samples=self.budgets.samples if self.budgets else None)
+        self.pipeline = Pipeline(self.config, self.engine, self.ledger, self.metrics, self.budgets)
+        self.registry.register(_Collector(self.metrics, self.config_errors))
+        self._servers: list[Any] = []
+        self._stop = threading.Event()
+
+    # -- config reloads (start-up and SIGHUP) -----------------------------------------------------
+    def _error(self, name: str, exc: Exception) -> None:
+        self.config_errors[name] = self.config_errors.get(name, 0) + 1
+        logger.error("%s; keeping the previous %s", exc, name)
+
+    def reload_prices(self) -> None:
+        if not self.config.prices:
+            return
+        try:
+            self.engine = self.engine.with_overrides(load_book(self.config.prices))
+        except PriceBookError as exc:
+            self._error("prices", exc)
+        if hasattr(self, "pipeline"):
+            self.pipeline.engine = self.engine
+
+    def _read_budgets(self) -> BudgetsFile | None:
+        if not self.config.budgets:
+            return None
+        try:
+            return load_budgets(self.config.budgets)
+        except BudgetsError as exc:
+            self._error("budgets", exc)
+            return None
+
+    def reload(self) -> None:
+        """SIGHUP: re-read budgets.yaml and the price overrides; a broken file keeps the old one."""
+        self.reload_prices()
+        budgets_file = self._read_budgets()
+        if budgets_file is not None and self.budgets is not None:
+            self.budgets.reload(budgets_file)
+        logger.info("configuration reloaded")
+
+    # -- run ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.pipeline.restore()
+        if self.ledger is not None:
+            self.ledger.prune(self.config.retention_days, time.time_ns())
+        cfg = self.config
+        tls = _tls_context(cfg)
+        if cfg.otlp_grpc:
+            creds = _tls_pair(cfg)
+            server, port = serve_grpc(self.pipeline, cfg.otlp_grpc, cfg.auth_token, creds)
+            self._servers.append(("grpc", server))
+            self.ports["otlp_grpc"] = port
+        if cfg.otlp_http:
+            host, port = parse_address(cfg.otlp_http)
+            server, port = serve_otlp_http(self.pipeline, host, port, cfg.auth_token, tls)
+            self._servers.append(("http", server))
+            self.ports["otlp_http"] = port
+        host, port = parse_address(cfg.metrics)
+        server, port = serve_api(self._api(), host, port, tls)
+        self._servers.append(("http", server))
+        self.ports["metrics"] = port
+        threading.Thread(target=self._housekeeping, name="aispend-retention", daemon=True).start()
+
+    def _api(self) -> Api:
+        ledger, tz = self.ledger, self.config.timezone
+        return Api(
+            registry=self.registry,
+            budgets=self.budgets.as_json if self.budgets else None,
+            change_budget=self._change_budget if self.budgets else None,
+            usage=(lambda p: usage_reports.usage_report(ledger, p, tz=tz)) if ledger else None,
+            calls=(lambda p: usage_reports.calls_report(ledger, p, tz=tz)) if ledger else None,
+            admin_token=self.config.admin_token,
+        )
+
+    def _change_budget(self, name: str, amount: Decimal | None, reset: bool) -> dict[str, Any]:
+        assert self.budgets is not None
+        persisted = self.budgets.override(name, amount, reset)
+        if self.ledger is not None:
+            self.ledger.set_budget_override(name, *persisted)
+        return next(b for b in self.budgets.as_json() if b["name"] == name)
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(3600):
+            if self.ledger is not None:
+                try:
+                    self.ledger.prune(self.config.retention_days, time.time_ns())
+                except Exception:
+                    logger.exception("retention pruning failed")
+
+    def stop(self, grace: float = 5.0) -> None:
+        self._stop.set()
+        for kind, server in self._servers:
+            if kind == "grpc":
+                server.stop(grace).wait()
+            else:
+                server.shutdown()
+                server.server_close()
+        self._servers.clear()
+        if self.ledger is not None:
+            self.ledger.close()
+
+
+def _tls_pair(cfg: ExporterConfig) -> tuple[bytes, bytes] | None:
+    if not (cfg.tls_cert and cfg.tls_key):
+        return None
+    with open(cfg.tls_key, "rb") as key, open(cfg.tls_cert, "rb") as cert:
+        return key.read(), cert.read()
+
+
+def _tls_context(cfg: ExporterConfig) -> ssl.SSLContext | None:
+    if not (cfg.tls_cert and cfg.tls_key):
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    return context
