@@ -222,6 +222,32 @@ def _add_usage(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_usage)
 
 
+def _cmd_budgets_render(args: argparse.Namespace) -> int:
+    from aispend.exporter.budget_rules import render
+    from aispend.exporter.budgets import BudgetsError, load_budgets
+
+    try:
+        text = render(load_budgets(args.file), args.file)
+    except BudgetsError as exc:
+        print(f"aispend budgets render: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        print(text, end="")
+    return 0
+
+
+def _add_budgets(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("budgets", help="budget tools")
+    budgets_sub = p.add_subparsers(dest="budgets_command", required=True)
+    r = budgets_sub.add_parser("render", help="Prometheus alert rules for budgets.yaml thresholds")
+    r.add_argument("file", help="budgets.yaml")
+    r.add_argument("-o", "--output", help="write here instead of standard output")
+    r.set_defaults(func=_cmd_budgets_render)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aispend", description=__doc__)
     parser.add_argument("--version", action="version", version=f"aispend {__version__}")
@@ -229,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_usage(sub)
     _add_prices(sub)
+    _add_budgets(sub)
     return parser
 
 
