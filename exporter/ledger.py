@@ -187,7 +187,7 @@ class SQLiteLedger:
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:
             raise LedgerError(f"ledger write failed: {exc}") from exc
 
     def prune(self, retention_days: int, now_ns: int) -> int:

@@ -17,6 +17,7 @@ from aispend import semconv as sc
 from aispend.exporter.otlp import SpanView
 
 STATUS_ERROR = 2
+MAX_CALL_COST = 100_000  # USD; a pre-computed span cost above this is treated as corrupt
 
 # Operations that wrap calls rather than being one (their usage, if any, is a sum of children).
 NOT_BILLABLE = frozenset({"invoke_agent", "create_agent", "execute_tool", "invoke_workflow", "workflow", "task"})
@@ -183,10 +184,15 @@ def normalise(
         input_tokens += cache_read + cache_write
     if reasoning > output_tokens:  # reported beside output rather than inside it
         output_tokens += reasoning
+    span_cost = _first(attrs, sc.COST_CHAIN)
+    if span_cost is not None:
+        if isinstance(span_cost, bool) or not isinstance(span_cost, int | float):
+            return Rejected("bad_cost", f"{sc.GEN_AI_USAGE_COST} is not a number")
+        if not 0 <= span_cost <= MAX_CALL_COST:  # also false for NaN
+            return Rejected("bad_cost", f"span cost {span_cost!r} is negative, not finite or over ${MAX_CALL_COST:,}")
     key = _text(attrs.get(sc.AISPEND_KEY))
     if key and key_aliases:
         key = key_aliases.get(key, key)
-    span_cost = _first(attrs, sc.COST_CHAIN)
     return Call(
         trace_id=span.trace_id,
         span_id=span.span_id,
@@ -216,7 +222,7 @@ def normalise(
         image_quality=_text(attrs.get(sc.AISPEND_IMAGE_QUALITY)) or None,
         estimated=attrs.get(sc.AISPEND_USAGE_ESTIMATED) is True,
         response_id=_text(attrs.get(sc.GEN_AI_RESPONSE_ID)),
-        span_cost=float(span_cost) if isinstance(span_cost, int | float) and not isinstance(span_cost, bool) else None,
+        span_cost=float(span_cost) if span_cost is not None else None,
         usage_known=usage_known or status != "ok",
         from_aispend=sc.AISPEND_SERVICE_KIND in attrs,
     )

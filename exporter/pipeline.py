@@ -144,7 +144,11 @@ class Pipeline:
                     duplicates[reason] = duplicates.get(reason, 0) + 1
                     continue
                 self.deduper.stage(call)
-                self._price(call)
+                try:
+                    self._price(call)
+                except Exception:  # a pricing bug must not make the sender retry this batch forever
+                    logger.exception("pricing %s/%s failed; counted as unpriced", call.provider, call.price_model)
+                    call.cost, call.priced = _ZERO, False
                 fresh.append(call)
             if self.ledger is not None:
                 self.ledger.write(fresh)

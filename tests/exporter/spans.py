@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 import os
 from typing import Any
 
@@ -13,7 +14,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from aispend.exporter.otlp import SpanView
 
 _ids = itertools.count(1)
-NOW_NS = 1_763_700_000_000_000_000  # 2025-11-21
+NOW_NS = time.time_ns()  # spans "happen" now: budgets count the current period only
 
 
 def new_id(n: int = 8) -> bytes:

@@ -1,0 +1,82 @@
+"""`aispend serve` as a process: counters survive a restart; a retried export counts once;
+SIGHUP reloads budgets and a broken budgets file is counted, not fatal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+
+import grpc
+import pytest
+
+from tests.exporter.server import ServeProcess, scrape, value
+from tests.exporter.spans import llm, otlp_request
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def grpc_export(port: int, request) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+
+
+def test_restart_continues_counters_and_retries_count_once(tmp_path):
+    ledger = f"sqlite:///{tmp_path}/ledger.sqlite"
+    first = ServeProcess(tmp_path, "--ledger", ledger).start()
+    try:
+        batch = otlp_request(
+            [
+                llm("openai", "gpt-4", 150, 75, **{"aispend.customer": "acme"}),
+                llm("anthropic", "claude-3-5-haiku-20241022", 1_000_000, 0),
+            ]
+        )
+        grpc_export(first.ports["otlp_grpc"], batch)
+        grpc_export(first.ports["otlp_grpc"], batch)  # the sender retried: counted once
+        before = scrape(first.ports["metrics"])
+        assert value(before, "aispend_cost_usd_total") == pytest.approx(0.809, abs=1e-9)
+        assert value(before, "aispend_spans_deduplicated_total", reason="retry") == 2
+    finally:
+        assert first.stop() == 0
+    second = ServeProcess(tmp_path, "--ledger", ledger).start()
+    try:
+        after = scrape(second.ports["metrics"])
+        for name in ("aispend_cost_usd_total", "aispend_tokens_total", "aispend_requests_total"):
+            assert value(after, name) == pytest.approx(value(before, name), abs=1e-9), name
+        assert value(after, "aispend_cost_usd_total", customer="acme") == pytest.approx(0.009, abs=1e-9)
+        grpc_export(second.ports["otlp_grpc"], batch)  # a retry that arrives after the restart
+        grpc_export(second.ports["otlp_grpc"], otlp_request([llm("openai", "gpt-4", 150, 75)]))
+        final = scrape(second.ports["metrics"])
+        assert value(final, "aispend_cost_usd_total") == pytest.approx(0.818, abs=1e-9)
+    finally:
+        second.stop()
+
+
+def test_sighup_reloads_budgets_and_survives_a_broken_file(tmp_path):
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text("budgets:\n  - {name: all, period: month, amount_usd: 10}\n")
+    proc = ServeProcess(tmp_path, "--ledger", "none", "--budgets", str(budgets)).start()
+    try:
+        api = f"http://127.0.0.1:{proc.ports['metrics']}/v1/budgets"
+        assert [b["limit_usd"] for b in json.load(urllib.request.urlopen(api))["budgets"]] == [10.0]
+        budgets.write_text("budgets:\n  - {name: all, period: month, amount_usd: 25}\n")
+        proc.signal(signal.SIGHUP)
+        assert _eventually(lambda: json.load(urllib.request.urlopen(api))["budgets"][0]["limit_usd"] == 25.0)
+        budgets.write_text("budgets: [{name: all, period: fortnight, amount_usd: 1}]")
+        proc.signal(signal.SIGHUP)
+        text = ""
+        assert _eventually(lambda: value(text := scrape(proc.ports["metrics"]), "aispend_config_errors_total") == 1)
+        assert json.load(urllib.request.urlopen(api))["budgets"][0]["limit_usd"] == 25.0  # the old one stays
+        assert value(scrape(proc.ports["metrics"]), "aispend_budget_limit_usd", budget="all") == 25.0
+    finally:
+        assert proc.stop() == 0
+
+
+def _eventually(check, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
