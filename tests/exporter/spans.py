@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import time
 import os
+import time
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest

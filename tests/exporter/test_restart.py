@@ -65,8 +65,7 @@ def test_sighup_reloads_budgets_and_survives_a_broken_file(tmp_path):
         assert _eventually(lambda: json.load(urllib.request.urlopen(api))["budgets"][0]["limit_usd"] == 25.0)
         budgets.write_text("budgets: [{name: all, period: fortnight, amount_usd: 1}]")
         proc.signal(signal.SIGHUP)
-        text = ""
-        assert _eventually(lambda: value(text := scrape(proc.ports["metrics"]), "aispend_config_errors_total") == 1)
+        assert _eventually(lambda: value(scrape(proc.ports["metrics"]), "aispend_config_errors_total") == 1)
         assert json.load(urllib.request.urlopen(api))["budgets"][0]["limit_usd"] == 25.0  # the old one stays
         assert value(scrape(proc.ports["metrics"]), "aispend_budget_limit_usd", budget="all") == 25.0
     finally:
