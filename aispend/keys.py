@@ -11,7 +11,8 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-_PREFIX_RE = re.compile(r"^([A-Za-z]{1,8}[-_](?:[A-Za-z]{1,8}\d{0,3}[-_])?)")
+# Vendor key prefixes worth showing (they tell keys apart at a glance and are not secret).
+_PREFIX_RE = re.compile(r"^(sk-(?:proj-|ant-|svcacct-|admin-)?|tvly-(?:dev-|prod-)?|AIza|xai-|gsk_|pplx-|fw_|r8_|BSA)")
 _MIN_LEN_FOR_SUFFIX = 16
 
 
@@ -23,8 +24,7 @@ def fingerprint(secret: str) -> str:
     if len(secret) < _MIN_LEN_FOR_SUFFIX:
         return "key-" + hashlib.sha256(secret.encode()).hexdigest()[:8]
     match = _PREFIX_RE.match(secret)
-    prefix = match.group(1) if match and len(match.group(1)) <= len(secret) - 12 else ""
-    return f"{prefix}…{secret[-4:]}"
+    return f"{match.group(1) if match else ''}…{secret[-4:]}"
 
 
 def parse_aliases(text: str) -> dict[str, str]:
