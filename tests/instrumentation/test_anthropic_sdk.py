@@ -92,10 +92,10 @@ def test_rate_limit_error(harness):
 
 
 def _consume_truncated(h) -> BaseException:
-    with pytest.raises(Exception) as err:
-        with client(h).messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES) as stream:
-            for _ in stream.text_stream:
-                pass
+    stream = client(h).messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES)
+    with pytest.raises(Exception) as err, stream as events:
+        for _ in events.text_stream:
+            pass
     return err.value
 
 
