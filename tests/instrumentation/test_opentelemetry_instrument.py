@@ -36,7 +36,7 @@ def run_app(fake, endpoint: str, extra_env: dict[str, str] | None = None) -> sub
                 ("anthropic", "anthropic"),
                 ("serper", "serper"),
                 ("unsplash", "unsplash"),
-            )  # fmt: skip
+            )
         ),
         "PYTHONPATH": str(ROOT),
         **(extra_env or {}),
