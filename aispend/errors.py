@@ -11,8 +11,6 @@ class BudgetExceededError(Exception):
     Raised by the instrumentation's budget guard before the request leaves the process.
     """
 
-    aispend_budget_error = True  # how the instrumentation recognises it without importing it
-
     def __init__(self, budget: str, limit_usd: float, spend_usd: float, period: str, resets_at: datetime) -> None:
         self.budget = budget
         self.limit_usd = limit_usd

@@ -18,6 +18,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from aispend import semconv as sc
+from aispend.errors import BudgetExceededError
 from aispend.instrumentation import attribution
 from aispend.instrumentation.adapters import Adapter, CallStart, Observed, Router
 from aispend.instrumentation.adapters.base import StreamObserver, estimate_tokens, set_usage
@@ -25,10 +26,11 @@ from aispend.instrumentation.config import InstrumentationConfig
 from aispend.instrumentation.decoding import Decoder, decoder_for
 from aispend.instrumentation.exchange import MAX_BODY, HttpRequest, HttpResponse
 from aispend.instrumentation.safety import log_once
+from aispend.instrumentation.sdk_errors import for_sdk
 from aispend.instrumentation.sse import SSEParser
 from aispend.keys import alias_for
 
-BudgetCheck = Callable[[str, str | None, attribution.Attribution], None]
+BudgetCheck = Callable[[str, str | None, attribution.Attribution, str], None]
 _NAMED_BY_PROVIDER = {"image", "search", "image_search"}
 
 
@@ -95,11 +97,11 @@ class Recorder:
     ) -> None:
         assert self.budget_check is not None
         try:
-            self.budget_check(adapter.provider, start.model, who)
+            self.budget_check(adapter.provider, start.model, who, start.operation)
+        except BudgetExceededError as exc:
+            self._record_blocked(adapter, start, request, who, exc)
+            raise for_sdk(exc, request.headers) from None
         except Exception as exc:
-            if getattr(exc, "aispend_budget_error", False):
-                self._record_blocked(adapter, start, request, who, exc)
-                raise
             log_once("checking budgets", exc)
 
     def _record_blocked(

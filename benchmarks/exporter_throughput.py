@@ -1,0 +1,162 @@
+"""Spans per second through `aispend serve`'s gRPC receiver (batches of 512), ledger on and off,
+next to bare protobuf decoding of the same batches; and resident memory at 100,000 label sets.
+
+Run: .venv/bin/python benchmarks/exporter_throughput.py [--batches 200] [--series 100000]
+Targets: >= 50,000 spans/s with the ledger, >= 100,000 without, < 300 MB at 100,000 series.
+The server runs as its own process (as deployed); this process only sends pre-built bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.exporter.spans import otlp_request
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+BATCH = 512
+MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-3-5-haiku-20241022"),
+          ("anthropic", "claude-sonnet-4-0"), ("gcp.gemini", "gemini-2.0-flash"), ("serper", "search")]  # fmt: skip
+
+
+def span_attrs(i: int, customers: int) -> dict:
+    provider, model = MODELS[i % len(MODELS)]
+    return {
+        "gen_ai.operation.name": "search" if provider == "serper" else "chat",
+        "gen_ai.provider.name": provider,
+        "gen_ai.request.model": model,
+        "gen_ai.response.model": model,
+        "gen_ai.response.id": f"resp-{i}",
+        "gen_ai.response.finish_reasons": ["stop"],
+        "gen_ai.usage.input_tokens": 1000 + i % 500,
+        "gen_ai.usage.output_tokens": 200 + i % 100,
+        "gen_ai.usage.cache_read.input_tokens": i % 300,
+        "server.address": "api.example.com",
+        "server.port": 443,
+        "http.response.status_code": 200,
+        "aispend.service.kind": "search" if provider == "serper" else "llm",
+        "aispend.feature": f"feature-{i % 20}",
+        "aispend.customer": f"customer-{i % customers}",
+        "aispend.key": f"sk-…{i % 10:04d}",
+    }
+
+
+def batches(n: int, customers: int, offset: int = 0) -> list[bytes]:
+    out = []
+    for b in range(n):
+        base = offset + b * BATCH
+        out.append(otlp_request([span_attrs(base + i, customers) for i in range(BATCH)], service="bench")
+                   .SerializeToString())  # fmt: skip
+    return out
+
+
+class Server:
+    def __init__(self, tmp: Path, ledger: str, extra: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aispend.cli", "serve", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "",
+             "--metrics", "127.0.0.1:0", "--ledger", ledger, "--log-level", "warning", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"OTLP/gRPC on [^,]*:(\d+)", line)
+        if not match:
+            raise RuntimeError(f"server did not start: {line}{self.proc.stdout.read()}")
+        self.port = int(match.group(1))
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def send_all(port: int, payloads: list[bytes], senders: int = 2) -> float:
+    """Seconds to export every payload, ``senders`` concurrent streams (like a collector)."""
+    channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(senders)]
+    calls = [c.unary_unary(EXPORT) for c in channels]
+    calls[0](payloads[0], timeout=60)  # warm-up: connection, first-use imports and caches
+    work = list(enumerate(payloads[1:]))
+    lock = threading.Lock()
+
+    def run(call: grpc.UnaryUnaryMultiCallable) -> None:
+        while True:
+            with lock:
+                if not work:
+                    return
+                _, body = work.pop()
+            call(body, timeout=60)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    for c in channels:
+        c.close()
+    return elapsed
+
+
+def decode_rate(payloads: list[bytes]) -> float:
+    start = time.perf_counter()
+    spans = 0
+    for body in payloads:
+        request = ExportTraceServiceRequest.FromString(body)
+        spans += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    return spans / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--series", type=int, default=100_000)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; batches of {BATCH} spans, {args.batches} batches per run")
+    payloads = batches(args.batches + 1, customers=1000)
+    bare = decode_rate(payloads)
+    print(f"bare protobuf decode (this process):      {bare:>10,.0f} spans/s")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, ledger in (("ledger on (SQLite)", f"sqlite:///{tmp}/bench.sqlite"), ("ledger off", "none")):
+            server = Server(Path(tmp), ledger, [])
+            try:
+                elapsed = send_all(server.port, payloads)
+            finally:
+                server.stop()
+            rate = args.batches * BATCH / elapsed
+            results[name] = rate
+            print(f"aispend serve, gRPC, {name:<19} {rate:>10,.0f} spans/s  "
+                  f"(ratio to bare decode: {rate / bare:.2f})")  # fmt: skip
+        # memory: distinct label sets (one customer per span), ledger on
+        series_batches = batches(args.series // BATCH + 1, customers=args.series, offset=10**9)
+        server = Server(Path(tmp), f"sqlite:///{tmp}/mem.sqlite", ["--label-limits", f"customer={args.series * 2}"])
+        try:
+            idle = server.rss_mb()
+            send_all(server.port, series_batches)
+            loaded = server.rss_mb()
+        finally:
+            server.stop()
+    distinct = min(args.series, len(series_batches) * BATCH)
+    print(f"resident memory: {idle:.0f} MB at start, {loaded:.0f} MB with {distinct:,} distinct label sets")
+    print(f"targets: ledger on >= 50,000: {'met' if results['ledger on (SQLite)'] >= 50_000 else 'NOT met'}; "
+          f"ledger off >= 100,000: {'met' if results['ledger off'] >= 100_000 else 'NOT met'}; "
+          f"memory < 300 MB: {'met' if loaded < 300 else 'NOT met'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
