@@ -26,8 +26,14 @@ from tests.exporter.spans import otlp_request
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 BATCH = 512
-MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-3-5-haiku-20241022"),
-          ("anthropic", "claude-sonnet-4-0"), ("gcp.gemini", "gemini-2.0-flash"), ("serper", "search")]  # fmt: skip
+MODELS = [
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-3-5-haiku-20241022"),
+    ("anthropic", "claude-sonnet-4-0"),
+    ("gcp.gemini", "gemini-2.0-flash"),
+    ("serper", "search"),
+]
 
 
 def span_attrs(i: int, customers: int) -> dict:
@@ -56,18 +62,37 @@ def batches(n: int, customers: int, offset: int = 0) -> list[bytes]:
     out = []
     for b in range(n):
         base = offset + b * BATCH
-        out.append(otlp_request([span_attrs(base + i, customers) for i in range(BATCH)], service="bench")
-                   .SerializeToString())  # fmt: skip
+        out.append(
+            otlp_request([span_attrs(base + i, customers) for i in range(BATCH)], service="bench").SerializeToString()
+        )
     return out
 
 
 class Server:
     def __init__(self, tmp: Path, ledger: str, extra: list[str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aispend.cli", "serve", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "",
-             "--metrics", "127.0.0.1:0", "--ledger", ledger, "--log-level", "warning", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "aispend.cli",
+                "serve",
+                "--otlp-grpc",
+                "127.0.0.1:0",
+                "--otlp-http",
+                "",
+                "--metrics",
+                "127.0.0.1:0",
+                "--ledger",
+                ledger,
+                "--log-level",
+                "warning",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tmp,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         match = re.search(r"OTLP/gRPC on [^,]*:(\d+)", line)
@@ -140,8 +165,7 @@ def main() -> None:
                 server.stop()
             rate = args.batches * BATCH / elapsed
             results[name] = rate
-            print(f"aispend serve, gRPC, {name:<19} {rate:>10,.0f} spans/s  "
-                  f"(ratio to bare decode: {rate / bare:.2f})")  # fmt: skip
+            print(f"aispend serve, gRPC, {name:<19} {rate:>10,.0f} spans/s  (ratio to bare decode: {rate / bare:.2f})")
         # memory: distinct label sets (one customer per span), ledger on
         series_batches = batches(args.series // BATCH + 1, customers=args.series, offset=10**9)
         server = Server(Path(tmp), f"sqlite:///{tmp}/mem.sqlite", ["--label-limits", f"customer={args.series * 2}"])
@@ -153,9 +177,11 @@ def main() -> None:
             server.stop()
     distinct = min(args.series, len(series_batches) * BATCH)
     print(f"resident memory: {idle:.0f} MB at start, {loaded:.0f} MB with {distinct:,} distinct label sets")
-    print(f"targets: ledger on >= 50,000: {'met' if results['ledger on (SQLite)'] >= 50_000 else 'NOT met'}; "
-          f"ledger off >= 100,000: {'met' if results['ledger off'] >= 100_000 else 'NOT met'}; "
-          f"memory < 300 MB: {'met' if loaded < 300 else 'NOT met'}")  # fmt: skip
+    print(
+        f"targets: ledger on >= 50,000: {'met' if results['ledger on (SQLite)'] >= 50_000 else 'NOT met'}; "
+        f"ledger off >= 100,000: {'met' if results['ledger off'] >= 100_000 else 'NOT met'}; "
+        f"memory < 300 MB: {'met' if loaded < 300 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

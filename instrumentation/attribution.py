@@ -105,7 +105,9 @@ def from_baggage() -> Attribution:
 
 def resolve(headers: Attribution, detected_key: str | None, defaults: Attribution) -> Attribution:
     """Apply the resolution order described in the module docstring."""
-    found = headers.merged_over(current()).merged_over(from_baggage())
+    found = headers.merged_over(current()) if headers is not EMPTY else current()
+    if baggage.get_all():
+        found = found.merged_over(from_baggage())
     if detected_key and not found.key:
         found = replace(found, key=detected_key)
-    return found.merged_over(defaults)
+    return found.merged_over(defaults) if defaults != EMPTY else found

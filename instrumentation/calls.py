@@ -21,7 +21,7 @@ from aispend import semconv as sc
 from aispend.errors import BudgetExceededError
 from aispend.instrumentation import attribution
 from aispend.instrumentation.adapters import Adapter, CallStart, Observed, Router
-from aispend.instrumentation.adapters.base import StreamObserver, estimate_tokens, set_usage
+from aispend.instrumentation.adapters.base import StreamObserver, estimate_tokens, set_usage, text_chars
 from aispend.instrumentation.config import InstrumentationConfig
 from aispend.instrumentation.decoding import Decoder, decoder_for
 from aispend.instrumentation.exchange import MAX_BODY, HttpRequest, HttpResponse
@@ -48,6 +48,7 @@ class Recorder:
         self.config = config
         self.router = router or Router(config.provider_urls)
         self.budget_check = budget_check
+        self._aliases: dict[str, str] = {}  # key -> alias, so each key is fingerprinted once
 
     def begin(
         self, head: HttpRequest, complete: Callable[[], HttpRequest], strip_header: Callable[[str], None]
@@ -89,8 +90,15 @@ class Recorder:
                 from_headers[field] = value
                 strip_header(header)
         secret = adapter.api_key(request)
-        detected = alias_for(secret, self.config.key_aliases) if secret else None
-        return attribution.resolve(attribution.Attribution(**from_headers), detected, self.config.defaults)
+        detected = None
+        if secret:
+            detected = self._aliases.get(secret)
+            if detected is None:
+                if len(self._aliases) > 256:
+                    self._aliases.clear()
+                detected = self._aliases[secret] = alias_for(secret, self.config.key_aliases)
+        from_request = attribution.Attribution(**from_headers) if from_headers else attribution.EMPTY
+        return attribution.resolve(from_request, detected, self.config.defaults)
 
     def _check_budget(
         self, adapter: Adapter, start: CallStart, request: HttpRequest, who: attribution.Attribution
@@ -181,7 +189,7 @@ class Call:
         if self._done:
             return
         try:
-            self.span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
+            self.observed.attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status
             if self.span.is_recording():
                 self.adapter.response_attributes(self.start, HttpResponse(status, headers, body), self.observed)
         except Exception as exc:
@@ -193,7 +201,7 @@ class Call:
         if self._done:
             return None
         try:
-            self.span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
+            self.observed.attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status
             if not self.span.is_recording():
                 self.finish(status=status)
                 return None
@@ -227,7 +235,7 @@ class Call:
         span, observed, start = self.span, self.observed, self.start
         if not span.is_recording():
             return
-        attrs = dict(observed.attributes)
+        attrs = observed.attributes  # finished: nothing else writes to it
         failed = error_type is not None or (status is not None and status >= 400)
         if failed:
             kind = error_type or observed.error_type or (str(status) if status else sc.ERROR_OTHER)
@@ -239,7 +247,8 @@ class Call:
         if start.kind in ("llm", "embedding") and not observed.usage_reported and not failed:
             # No usage from the provider (stream without include_usage, truncated or abandoned
             # stream, a host that omits it): estimate, and say so.
-            set_usage(attrs, estimate_tokens(start.prompt_chars), estimate_tokens(observed.output_chars))
+            prompt_chars = sum(text_chars(part) for part in start.prompt)
+            set_usage(attrs, estimate_tokens(prompt_chars), estimate_tokens(observed.output_chars))
             attrs[sc.AISPEND_USAGE_ESTIMATED] = True
         if self._first_chunk is not None:
             attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self._first_chunk - self._started

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,7 +19,7 @@ class HttpRequest:
     port: int | None
     path: str
     query: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    headers: Mapping[str, str] = field(default_factory=dict)  # read_headers(): lower-case names
     body: bytes | None = None
 
     def json(self) -> Any:
@@ -38,6 +38,27 @@ class HttpResponse:
 
     def json(self) -> Any:
         return parse_json(self.body)
+
+
+# The only request headers anything here reads (keys, the SDK's user agent, attribution); copying
+# just these is much cheaper than materialising every header of every request.
+READ_HEADERS = frozenset(
+    {"authorization", "api-key", "x-api-key", "x-goog-api-key", "x-subscription-token", "user-agent"}
+)
+_ATTRIBUTION_PREFIX = "x-aispend-"
+
+
+def read_headers(pairs: Iterable[tuple[Any, Any]]) -> dict[str, str]:
+    """The headers in READ_HEADERS or starting with ``x-aispend-``, lower-cased names."""
+    out = {}
+    for name, value in pairs:
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+            value = value.decode("latin-1")
+        lower = name.lower()
+        if lower in READ_HEADERS or lower.startswith(_ATTRIBUTION_PREFIX):
+            out[lower] = value
+    return out
 
 
 def parse_json(body: bytes | None) -> Any:

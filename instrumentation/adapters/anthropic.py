@@ -19,7 +19,6 @@ from aispend.instrumentation.adapters.base import (
     event_json,
     num,
     set_usage,
-    text_chars,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
 
@@ -66,7 +65,7 @@ class AnthropicAdapter:
             kind="llm",
             model=model if isinstance(model, str) else None,
             stream=body.get("stream") is True,
-            prompt_chars=text_chars(prompt) + text_chars(body.get("system")),
+            prompt=(prompt, body.get("system")),
             input_messages=prompt,
         )
 

@@ -30,7 +30,7 @@ class CallStart:
     model: str | None = None
     stream: bool = False
     attributes: Attributes = field(default_factory=dict)
-    prompt_chars: int = 0  # characters of prompt text, for estimating unreported input tokens
+    prompt: tuple[Any, ...] = ()  # prompt structures; their text is counted only if usage must be estimated
     input_messages: Any = None  # the prompt, kept only when content capture is on
 
 

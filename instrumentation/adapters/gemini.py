@@ -18,7 +18,6 @@ from aispend.instrumentation.adapters.base import (
     finish_reasons,
     num,
     set_usage,
-    text_chars,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
 
@@ -79,7 +78,7 @@ class GeminiAdapter:
             kind=kind,
             model=model,
             stream=stream,
-            prompt_chars=text_chars(contents) + text_chars(body.get("systemInstruction")),
+            prompt=(contents, body.get("systemInstruction")),
             input_messages=contents if kind == "llm" else None,
         )
 

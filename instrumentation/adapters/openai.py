@@ -21,7 +21,6 @@ from aispend.instrumentation.adapters.base import (
     finish_reasons,
     num,
     set_usage,
-    text_chars,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
 
@@ -112,8 +111,9 @@ class OpenAIAdapter:
             stream=body.get("stream") is True,
         )
         prompt = body.get("messages", body.get("input", body.get("prompt")))
+        if kind in ("llm", "embedding"):
+            start.prompt = (prompt, body.get("instructions"))
         if kind == "llm":
-            start.prompt_chars = text_chars(prompt) + text_chars(body.get("instructions"))
             start.input_messages = prompt
         if kind == "image":
             n = num(body.get("n"))

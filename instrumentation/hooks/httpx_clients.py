@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Any
 
 from aispend.instrumentation.calls import Call, Recorder
-from aispend.instrumentation.exchange import HttpRequest, default_port
+from aispend.instrumentation.exchange import HttpRequest, default_port, read_headers
 from aispend.instrumentation.hooks.streams import AsyncStreamProxy, SyncStreamProxy
 from aispend.instrumentation.safety import log_once
 
@@ -38,7 +38,7 @@ def _complete(request: Any, head: HttpRequest) -> HttpRequest:
         port=head.port,
         path=head.path,
         query=query.decode("ascii", "replace") if isinstance(query, bytes) else str(query),
-        headers={k.lower(): v for k, v in request.headers.items()},
+        headers=read_headers(request.headers.raw),
         body=body,
     )
 
@@ -58,11 +58,11 @@ def _begin(recorder: Recorder, request: Any) -> Call | None:
 
 def _observe(call: Call, response: Any, streamed: bool, proxy: type) -> None:
     try:
-        headers = response.headers
+        headers = response.headers  # case-insensitive
         if not streamed:
-            call.respond(response.status_code, {k.lower(): v for k, v in headers.items()}, response.content)
+            call.respond(response.status_code, headers, response.content)
             return
-        tap = call.tap(response.status_code, {k.lower(): v for k, v in headers.items()})
+        tap = call.tap(response.status_code, headers)
         if tap is not None:
             response.stream = proxy(response.stream, tap)
     except Exception as exc:

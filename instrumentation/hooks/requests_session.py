@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aispend.instrumentation.calls import Recorder
-from aispend.instrumentation.exchange import HttpRequest, default_port
+from aispend.instrumentation.exchange import HttpRequest, default_port, read_headers
 from aispend.instrumentation.hooks.streams import UrllibRawProxy
 from aispend.instrumentation.safety import log_once
 
@@ -45,7 +45,7 @@ def send(recorder: Recorder) -> Any:
                 port=head.port,
                 path=head.path,
                 query=parts.query,
-                headers={k.lower(): v for k, v in prepared.headers.items()},
+                headers=read_headers(prepared.headers.items()),
                 body=_body(prepared),
             )
 
@@ -61,7 +61,7 @@ def send(recorder: Recorder) -> Any:
             call.fail(exc)
             raise
         try:
-            headers = {k.lower(): v for k, v in response.headers.items()}
+            headers = response.headers  # a case-insensitive dict
             if not kwargs.get("stream", False):
                 call.respond(response.status_code, headers, response.content)
             else:
