@@ -174,8 +174,22 @@ def _cmd_usage(args: argparse.Namespace) -> int:
         if args.calls:
             rows = usage.calls_report(ledger, params, tz=config.timezone)
             data: object = rows
-            columns = ["time", "service", "provider", "model", "operation", "feature", "customer", "key", "status",
-                       "input_tokens", "output_tokens", "cache_read_tokens", "requests", "cost_usd"]  # fmt: skip
+            columns = [
+                "time",
+                "service",
+                "provider",
+                "model",
+                "operation",
+                "feature",
+                "customer",
+                "key",
+                "status",
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "requests",
+                "cost_usd",
+            ]
             table = usage.to_table([{c: r.get(c) for c in columns} for r in rows])
         else:
             report = usage.usage_report(ledger, params, tz=config.timezone)

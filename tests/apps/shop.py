@@ -7,7 +7,9 @@ Environment: FAKE_URL (the fake provider server), optional SHOP_ROUNDS (default 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
 
 import anthropic
 import httpx
@@ -44,10 +46,26 @@ async def chat(client: anthropic.AsyncAnthropic) -> None:
 
 def research() -> None:
     with aispend.attribute(feature="research", customer="acme"):
-        requests.post(f"{FAKE}/serper/search", json={"q": "opentelemetry genai"}, headers={"X-API-KEY": SERPER_KEY},
-                      timeout=10)  # fmt: skip
-        httpx.get(f"{FAKE}/unsplash/search/photos", params={"query": "graphs"},
-                  headers={"Authorization": "Client-ID unsplash0000000000000000key1"})  # fmt: skip
+        requests.post(
+            f"{FAKE}/serper/search", json={"q": "opentelemetry genai"}, headers={"X-API-KEY": SERPER_KEY}, timeout=10
+        )
+        httpx.get(
+            f"{FAKE}/unsplash/search/photos",
+            params={"query": "graphs"},
+            headers={"Authorization": "Client-ID unsplash0000000000000000key1"},
+        )
+
+
+def mishaps(client: openai.OpenAI) -> None:
+    """What production also has: a rate-limited call and a model no price list knows yet."""
+    with aispend.attribute(feature="summary", customer="acme"):
+        with contextlib.suppress(openai.RateLimitError):
+            client.chat.completions.create(
+                model="gpt-4o",
+                messages=[{"role": "user", "content": "again"}],
+                extra_headers={"x-fake-fault": "http_429"},
+            )
+        client.chat.completions.create(model="gpt-9-preview", messages=[{"role": "user", "content": "new model"}])
 
 
 def main() -> None:
@@ -57,7 +75,9 @@ def main() -> None:
         summarise(oai)
         asyncio.run(chat(claude))
         research()
-    print("shop: done")
+        if os.environ.get("SHOP_MISHAPS"):
+            mishaps(oai)
+    print(f"shop: done at {time.time():.3f}", flush=True)
 
 
 if __name__ == "__main__":

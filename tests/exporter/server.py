@@ -19,8 +19,12 @@ from aispend.exporter.service import Exporter
 
 @contextlib.contextmanager
 def running(**config) -> Iterator[Exporter]:
-    settings = {"otlp_grpc": "127.0.0.1:0", "otlp_http": "127.0.0.1:0", "metrics": "127.0.0.1:0",
-                "ledger": "sqlite:///:memory:"}  # fmt: skip
+    settings = {
+        "otlp_grpc": "127.0.0.1:0",
+        "otlp_http": "127.0.0.1:0",
+        "metrics": "127.0.0.1:0",
+        "ledger": "sqlite:///:memory:",
+    }
     settings.update(config)
     exporter = Exporter(ExporterConfig(**settings))
     exporter.start()
@@ -72,8 +76,12 @@ class ServeProcess:
     def start(self) -> ServeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aispend.cli", "serve", *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.tmp,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            cwd=self.tmp,
+        )
         deadline = time.monotonic() + 30
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:

@@ -79,16 +79,30 @@ def test_calendar_periods_in_a_timezone():
 def _call(cost: str, start: datetime, **labels) -> Call:
     fields = dict(service="app", provider="openai", model="gpt-4", operation="chat", feature="", customer="", key="")
     fields.update(labels)
-    return Call(trace_id=b"t", span_id=b"s", parent_span_id=b"", start_ns=int(start.timestamp() * 1e9), duration_s=0,
-                price_model="gpt-4", response_model="", kind="llm", status="ok", error_type="", cost=Decimal(cost),
-                **fields)  # fmt: skip
+    return Call(
+        trace_id=b"t",
+        span_id=b"s",
+        parent_span_id=b"",
+        start_ns=int(start.timestamp() * 1e9),
+        duration_s=0,
+        price_model="gpt-4",
+        response_model="",
+        kind="llm",
+        status="ok",
+        error_type="",
+        cost=Decimal(cost),
+        **fields,
+    )
 
 
 def test_tracker_scopes_periods_and_overrides():
     clock = [datetime(2026, 1, 31, 23, 0, tzinfo=UTC)]
-    budgets = parse_budgets(yaml.safe_load(
-        "budgets:\n  - {name: openai, period: month, amount_usd: 10, scope: {provider: openai}}\n"
-        "  - {name: acme-day, period: day, amount_usd: 1, scope: {customer: acme}}\n"))  # fmt: skip
+    budgets = parse_budgets(
+        yaml.safe_load(
+            "budgets:\n  - {name: openai, period: month, amount_usd: 10, scope: {provider: openai}}\n"
+            "  - {name: acme-day, period: day, amount_usd: 1, scope: {customer: acme}}\n"
+        )
+    )
     tracker = BudgetTracker(budgets, clock=lambda: clock[0])
     tracker.add([_call("2.5", clock[0], customer="acme"), _call("1", clock[0], provider="anthropic", customer="acme")])
     assert {b["name"]: b["spend_usd"] for b in tracker.as_json()} == {"openai": 2.5, "acme-day": 3.5}
@@ -110,9 +124,11 @@ def test_budget_gauges_api_and_admin_override(tmp_path):
     )
     with running(budgets=str(budgets), admin_token="adm", ledger=f"sqlite:///{tmp_path}/l.sqlite") as exporter:
         port = exporter.ports["metrics"]
-        post(f"http://127.0.0.1:{exporter.ports['otlp_http']}/v1/traces",
-             otlp_request([llm("openai", "gpt-4", 150, 75), llm("openai", "gpt-4o", 10, 10)]).SerializeToString(),
-             "application/x-protobuf")  # fmt: skip
+        post(
+            f"http://127.0.0.1:{exporter.ports['otlp_http']}/v1/traces",
+            otlp_request([llm("openai", "gpt-4", 150, 75), llm("openai", "gpt-4o", 10, 10)]).SerializeToString(),
+            "application/x-protobuf",
+        )
         text = scrape(port)
         assert value(text, "aispend_budget_spend_usd", budget="gpt4", period="month") == pytest.approx(0.009)
         assert value(text, "aispend_budget_limit_usd", budget="gpt4", period="month") == 0.01

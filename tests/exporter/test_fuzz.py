@@ -72,13 +72,27 @@ attr_values = (
 )
 attr_names = st.sampled_from(
     [
-        "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.cache_read.input_tokens",
-        "gen_ai.usage.prompt_tokens", "gen_ai.request.model", "gen_ai.response.model", "gen_ai.provider.name",
-        "gen_ai.system", "gen_ai.operation.name", "aispend.customer", "aispend.feature", "aispend.key",
-        "aispend.usage.requests", "aispend.usage.images", "error.type", "http.response.status_code",
-        "gen_ai.usage.cost", "gen_ai.response.id", "aispend.service.kind",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "gen_ai.operation.name",
+        "aispend.customer",
+        "aispend.feature",
+        "aispend.key",
+        "aispend.usage.requests",
+        "aispend.usage.images",
+        "error.type",
+        "http.response.status_code",
+        "gen_ai.usage.cost",
+        "gen_ai.response.id",
+        "aispend.service.kind",
     ]
-)  # fmt: skip
+)
 
 
 @FUZZ

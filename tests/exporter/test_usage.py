@@ -48,8 +48,9 @@ def ledger_url(tmp_path):
 
 
 def usage(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aispend.cli", "usage", *args], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "aispend.cli", "usage", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_totals_and_group_by_table(ledger_url):
@@ -88,8 +89,11 @@ def test_bad_options_are_clear_errors(ledger_url):
 
 def test_http_usage_and_calls(tmp_path):
     with running(ledger=f"sqlite:///{tmp_path}/l.sqlite") as exporter:
-        post(f"http://127.0.0.1:{exporter.ports['otlp_http']}/v1/traces",
-             otlp_request(SPANS, service="shop").SerializeToString(), "application/x-protobuf")  # fmt: skip
+        post(
+            f"http://127.0.0.1:{exporter.ports['otlp_http']}/v1/traces",
+            otlp_request(SPANS, service="shop").SerializeToString(),
+            "application/x-protobuf",
+        )
         base = f"http://127.0.0.1:{exporter.ports['metrics']}"
         report = json.load(urllib.request.urlopen(f"{base}/v1/usage?group_by=key&provider=openai"))
         assert {r["key"]: r["cost_usd"] for r in report["rows"]} == {"k1": "0.027", "": "0"}

@@ -56,8 +56,7 @@ def test_messages_sync(harness):
 
 def test_messages_async(harness):
     async def call():
-        return await aclient(harness).messages.create(model="claude-haiku-4-5", max_tokens=100,
-                                                      messages=MESSAGES)  # fmt: skip
+        return await aclient(harness).messages.create(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES)
 
     message = asyncio.run(call())
     check(ours(harness), **{"gen_ai.response.id": message.id})
@@ -74,8 +73,9 @@ def test_stream_helper(harness):
 
 def test_create_stream_true_async(harness):
     async def call():
-        stream = await aclient(harness).messages.create(model="claude-haiku-4-5", max_tokens=100,
-                                                        messages=MESSAGES, stream=True)  # fmt: skip
+        stream = await aclient(harness).messages.create(
+            model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES, stream=True
+        )
         return [event.type async for event in stream]
 
     events = asyncio.run(call())

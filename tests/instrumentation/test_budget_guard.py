@@ -51,8 +51,9 @@ def app(fake, tmp_path):
         memory = InMemorySpanExporter()
         provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
         provider.add_span_processor(SimpleSpanProcessor(memory))
-        provider.add_span_processor(SimpleSpanProcessor(
-            OTLPSpanExporter(endpoint=f"http://127.0.0.1:{exporter.ports['otlp_http']}/v1/traces")))  # fmt: skip
+        provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{exporter.ports['otlp_http']}/v1/traces"))
+        )
         instrumentor = AiSpendInstrumentor()
         instrumentor.instrument(
             tracer_provider=provider,
@@ -97,8 +98,12 @@ def test_enforced_budget_blocks_matching_calls_until_raised(fake, app):
     text = scrape(exporter.ports["metrics"])
     assert value(text, "aispend_requests_total", customer="acme", status="error") == 2
     assert value(text, "aispend_cost_usd_total", customer="acme") == pytest.approx(0.0000925, abs=1e-12)
-    status, body = post(f"http://127.0.0.1:{exporter.ports['metrics']}/v1/budgets/acme-chat", b'{"amount_usd": 1}',
-                        "application/json", token="admin")  # fmt: skip
+    status, body = post(
+        f"http://127.0.0.1:{exporter.ports['metrics']}/v1/budgets/acme-chat",
+        b'{"amount_usd": 1}',
+        "application/json",
+        token="admin",
+    )
     assert status == 200 and json.loads(body)["exhausted"] is False
     raised_at = time.monotonic()
     assert wait_for(lambda: not guard._block, timeout=REFRESH * 5)
@@ -127,9 +132,13 @@ def _guarded(fake, fail_closed: bool):
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     instrumentor = AiSpendInstrumentor()
-    instrumentor.instrument(tracer_provider=provider, provider_urls=provider_urls(fake),
-                            budgets_url="http://127.0.0.1:9/v1/budgets",  # nothing listens there
-                            budgets_refresh_seconds=REFRESH, budgets_fail_closed=fail_closed)  # fmt: skip
+    instrumentor.instrument(
+        tracer_provider=provider,
+        provider_urls=provider_urls(fake),
+        budgets_url="http://127.0.0.1:9/v1/budgets",  # nothing listens there
+        budgets_refresh_seconds=REFRESH,
+        budgets_fail_closed=fail_closed,
+    )
     return instrumentor
 
 

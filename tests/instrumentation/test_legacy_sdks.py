@@ -27,8 +27,12 @@ def legacy_python() -> Path:
     if not marker.exists() or marker.read_text() != " ".join([*PINS, LAYOUT]):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(LEGACY)], check=True, timeout=300)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PINS], check=True, timeout=600)
-        site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        site = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         # this venv's packages (aispend, OpenTelemetry, ...) after the legacy venv's own; addsitedir
         # also runs that directory's .pth files (aispend's editable install is one)
         main_site = sysconfig.get_paths()["purelib"]
@@ -39,13 +43,22 @@ def legacy_python() -> Path:
 
 def test_legacy_sdks_through_httpx(fake, legacy_python):
     fake.reset()
-    result = subprocess.run([str(legacy_python), str(ROOT / "tests/apps/legacy_sdks.py"), fake.url],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    result = subprocess.run(
+        [str(legacy_python), str(ROOT / "tests/apps/legacy_sdks.py"), fake.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     versions, *spans = [json.loads(line) for line in result.stdout.splitlines()]
     assert versions["openai"].startswith("1.") and versions["anthropic"].startswith("0.")
-    assert [s["name"] for s in spans] == ["chat gpt-4o", "chat gpt-4o", "chat claude-haiku-4-5",
-                                          "chat claude-haiku-4-5"]  # fmt: skip
+    assert [s["name"] for s in spans] == [
+        "chat gpt-4o",
+        "chat gpt-4o",
+        "chat claude-haiku-4-5",
+        "chat claude-haiku-4-5",
+    ]
     for span in spans[:2]:
         assert (span["gen_ai.usage.input_tokens"], span["gen_ai.usage.output_tokens"]) == (11, 7)
     for span in spans[2:]:

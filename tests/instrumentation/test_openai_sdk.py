@@ -174,8 +174,12 @@ def test_legacy_completions(harness):
 
 
 def test_azure_deployment(harness):
-    azure = openai.AzureOpenAI(azure_endpoint=harness.fake.azure_base, api_key="0123456789abcdef0123456789abcdef",
-                               api_version="2024-10-21", max_retries=0)  # fmt: skip
+    azure = openai.AzureOpenAI(
+        azure_endpoint=harness.fake.azure_base,
+        api_key="0123456789abcdef0123456789abcdef",
+        api_version="2024-10-21",
+        max_retries=0,
+    )
     azure.chat.completions.create(model="prod-gpt4o", messages=MESSAGES)
     attrs = harness.attrs()
     assert_attrs(
@@ -218,8 +222,9 @@ def test_attribution_precedence_and_header_stripping(harness):
     with aispend.attribute(feature="summarise", customer="acme"):
         c.chat.completions.create(model="gpt-4o", messages=MESSAGES)
         with aispend.attribute(customer="globex"):
-            c.chat.completions.create(model="gpt-4o", messages=MESSAGES,
-                                      extra_headers={"x-aispend-feature": "from-header"})  # fmt: skip
+            c.chat.completions.create(
+                model="gpt-4o", messages=MESSAGES, extra_headers={"x-aispend-feature": "from-header"}
+            )
     first, second = (dict(s.attributes) for s in harness.spans())
     assert (first["aispend.feature"], first["aispend.customer"]) == ("summarise", "acme")
     assert (second["aispend.feature"], second["aispend.customer"]) == ("from-header", "globex")

@@ -43,8 +43,11 @@ def run_app(fake, endpoint: str, extra_env: dict[str, str] | None = None) -> sub
     }
     return subprocess.run(
         [str(BIN / "opentelemetry-instrument"), sys.executable, str(ROOT / "tests/apps/shop.py")],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_spans_arrive_with_usage(fake):
@@ -57,8 +60,13 @@ def test_spans_arrive_with_usage(fake):
         spans = {s.name: s for s in stub.spans() if "aispend.service.kind" in s.attributes}
     finally:
         stub.close()
-    assert set(spans) == {"chat gpt-4o", "chat gpt-4o-mini", "chat claude-haiku-4-5", "search serper",
-                          "search unsplash"}  # fmt: skip
+    assert set(spans) == {
+        "chat gpt-4o",
+        "chat gpt-4o-mini",
+        "chat claude-haiku-4-5",
+        "search serper",
+        "search unsplash",
+    }
     assert all(s.service == "shop" and s.kind == 3 for s in spans.values())  # CLIENT
     gpt = spans["chat gpt-4o"].attributes
     assert (gpt["gen_ai.usage.input_tokens"], gpt["gen_ai.usage.output_tokens"]) == (11, 7)

@@ -33,8 +33,15 @@ def test_gemini_json_with_httpx(harness):
 
 def test_gemini_sse_stream_with_httpx2_and_thoughts(harness):
     harness.fake.set_usage("gemini", thoughtsTokenCount=5, cachedContentTokenCount=4)
-    with httpx2.Client() as c, c.stream("POST", gemini_url(harness, method="streamGenerateContent"),
-                                        json=BODY, params={"alt": "sse", "key": GEMINI_KEY}) as r:  # fmt: skip
+    with (
+        httpx2.Client() as c,
+        c.stream(
+            "POST",
+            gemini_url(harness, method="streamGenerateContent"),
+            json=BODY,
+            params={"alt": "sse", "key": GEMINI_KEY},
+        ) as r,
+    ):
         raw = b"".join(r.iter_bytes())
     assert raw.count(b"data:") >= 2
     attrs = harness.attrs()
@@ -57,12 +64,17 @@ def test_serper_search_and_batch_with_requests(harness):
     url = f"{harness.fake.serper_base}/search"
     requests.post(url, json={"q": "opentelemetry"}, headers={"X-API-KEY": SERPER_KEY}, timeout=10)
     requests.post(url, json=[{"q": "a"}, {"q": "b"}, {"q": "c"}], headers={"X-API-KEY": SERPER_KEY}, timeout=10)
-    requests.post(f"{harness.fake.serper_base}/images", json={"q": "cats"}, headers={"X-API-KEY": SERPER_KEY},
-                  timeout=10)  # fmt: skip
+    requests.post(
+        f"{harness.fake.serper_base}/images", json={"q": "cats"}, headers={"X-API-KEY": SERPER_KEY}, timeout=10
+    )
     one, batch, images = harness.spans()
     assert one.name == "search serper"
-    for key, expected in {"gen_ai.provider.name": "serper", "gen_ai.operation.name": "search",
-                          "gen_ai.request.model": "search", "aispend.service.kind": "search"}.items():  # fmt: skip
+    for key, expected in {
+        "gen_ai.provider.name": "serper",
+        "gen_ai.operation.name": "search",
+        "gen_ai.request.model": "search",
+        "aispend.service.kind": "search",
+    }.items():
         assert one.attributes[key] == expected
     assert one.attributes["aispend.usage.requests"] == 1 and one.attributes["aispend.key"] == "…4567"
     assert batch.attributes["aispend.usage.requests"] == 3
@@ -73,16 +85,23 @@ def test_tavily_credits_by_depth(harness):
     url = f"{harness.fake.tavily_base}/search"
     key = "tvly-dev-abcdefghijklmnop1234"
     httpx.post(url, json={"query": "x", "api_key": key})
-    httpx.post(url, json={"query": "x", "search_depth": "advanced", "include_usage": True},
-               headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    httpx.post(
+        url,
+        json={"query": "x", "search_depth": "advanced", "include_usage": True},
+        headers={"Authorization": f"Bearer {key}"},
+    )
     basic, advanced = harness.spans()
     assert basic.attributes["aispend.usage.requests"] == 1 and advanced.attributes["aispend.usage.requests"] == 2
     assert basic.attributes["aispend.key"] == advanced.attributes["aispend.key"] == "tvly-dev-…1234"
 
 
 def test_brave_and_unsplash_get(harness):
-    requests.get(f"{harness.fake.brave_base}/res/v1/web/search", params={"q": "otel"},
-                 headers={"X-Subscription-Token": "BSA0123456789abcdefghij"}, timeout=10)  # fmt: skip
+    requests.get(
+        f"{harness.fake.brave_base}/res/v1/web/search",
+        params={"q": "otel"},
+        headers={"X-Subscription-Token": "BSA0123456789abcdefghij"},
+        timeout=10,
+    )
     httpx.get(
         f"{harness.fake.unsplash_base}/search/photos", params={"query": "cat", "client_id": "abcdefghijklmnop9999"}
     )
@@ -94,10 +113,19 @@ def test_brave_and_unsplash_get(harness):
 
 
 def test_requests_streaming_sse_from_openai(harness):
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
-    with requests.post(f"{harness.fake.openai_base}/chat/completions", json=body, stream=True, timeout=10,
-                       headers={"Authorization": "Bearer sk-test-0123456789abcdefghij"}) as r:  # fmt: skip
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with requests.post(
+        f"{harness.fake.openai_base}/chat/completions",
+        json=body,
+        stream=True,
+        timeout=10,
+        headers={"Authorization": "Bearer sk-test-0123456789abcdefghij"},
+    ) as r:
         lines = [line for line in r.iter_lines() if line]
     assert lines[-1] == b"data: [DONE]"
     attrs = harness.attrs()

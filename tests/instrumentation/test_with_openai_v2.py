@@ -45,9 +45,11 @@ def test_two_spans_one_call(fake, both):
         with aispend.attribute(feature="summary", customer="acme"):
             client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
             stream = client.chat.completions.create(
-                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True,
+                model="gpt-4o",
+                messages=[{"role": "user", "content": "hi"}],
+                stream=True,
                 stream_options={"include_usage": True},
-            )  # fmt: skip
+            )
             for _ in stream:
                 pass
         provider.force_flush()

@@ -1,0 +1,241 @@
+"""``make run``: the exporter plus Prometheus and Alertmanager (when installed) with this repo's
+configs, on 127.0.0.1, until Ctrl-C. The end-to-end test drives the same code with its own ports
+and shorter intervals, so what it proves is what a user starts.
+
+Grafana is not packaged for Debian; use ``docker compose up`` (compose.yaml) for dashboards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aispend.exporter.budget_rules import render
+from aispend.exporter.budgets import load_budgets
+
+REPO = Path(__file__).resolve().parents[1]
+PROMETHEUS_DIR = REPO / "prometheus"
+
+
+def find_binary(*names: str) -> str | None:
+    for name in names:
+        found = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+        if found:
+            return found
+    return None
+
+
+@dataclass
+class StackConfig:
+    workdir: Path
+    budgets: Path = PROMETHEUS_DIR / "budgets.example.yaml"
+    otlp_grpc: int = 4317
+    otlp_http: int = 4318
+    metrics: int = 9464
+    prometheus: int = 9090
+    alertmanager: int = 9093
+    scrape_interval: str | None = None  # None keeps the shipped prometheus.yml values
+    evaluation_interval: str | None = None
+    # rewrite the shipped alertmanager.yml (receiver URLs, timings) before starting it
+    alertmanager_edit: Callable[[dict[str, Any]], None] | None = None
+    exporter_args: list[str] = field(default_factory=list)
+
+
+class Stack:
+    """Starts and stops the processes; every log goes to ``workdir/<name>.log``."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        config.workdir.mkdir(parents=True, exist_ok=True)
+
+    # -- configs --------------------------------------------------------------------------------
+    def prometheus_config(self) -> Path:
+        cfg = self.config
+        data = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+        if cfg.scrape_interval:
+            data["global"]["scrape_interval"] = data["global"]["scrape_timeout"] = cfg.scrape_interval
+        if cfg.evaluation_interval:
+            data["global"]["evaluation_interval"] = cfg.evaluation_interval
+        rules = cfg.workdir / "rules"
+        rules.mkdir(exist_ok=True)
+        for path in (PROMETHEUS_DIR / "rules").glob("*.yml"):
+            if path.name != "budgets.yml":
+                text = path.read_text()
+                if cfg.evaluation_interval:  # the 1d group has its own 1m interval; follow the override
+                    loaded = yaml.safe_load(text)
+                    for group in loaded.get("groups", []):
+                        group.pop("interval", None)
+                    text = yaml.safe_dump(loaded, sort_keys=False)
+                (rules / path.name).write_text(text)
+        (rules / "budgets.yml").write_text(render(load_budgets(cfg.budgets), str(cfg.budgets)))
+        data["rule_files"] = [str(rules / "*.yml")]
+        data["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{cfg.alertmanager}"]
+        for job in data["scrape_configs"]:
+            port = cfg.metrics if job["job_name"] == "aispend" else cfg.prometheus
+            job["static_configs"][0]["targets"] = [f"127.0.0.1:{port}"]
+            if cfg.scrape_interval and "scrape_interval" in job:
+                job["scrape_interval"] = cfg.scrape_interval
+                job["scrape_timeout"] = cfg.scrape_interval
+        path = cfg.workdir / "prometheus.yml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def alertmanager_config(self) -> Path:
+        data = yaml.safe_load((PROMETHEUS_DIR / "alertmanager.yml").read_text())
+        if self.config.alertmanager_edit is not None:
+            data = copy.deepcopy(data)
+            self.config.alertmanager_edit(data)
+        path = self.config.workdir / "alertmanager.yml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    # -- processes ------------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.config.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
+        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.workdir)
+
+    def start_exporter(self) -> None:
+        cfg = self.config
+        self._spawn(
+            "aispend",
+            [
+                sys.executable,
+                "-m",
+                "aispend.cli",
+                "serve",
+                "--otlp-grpc",
+                f"127.0.0.1:{cfg.otlp_grpc}",
+                "--otlp-http",
+                f"127.0.0.1:{cfg.otlp_http}",
+                "--metrics",
+                f"127.0.0.1:{cfg.metrics}",
+                "--ledger",
+                f"sqlite:///{cfg.workdir / 'aispend.sqlite'}",
+                "--budgets",
+                str(cfg.budgets),
+                *cfg.exporter_args,
+            ],
+        )
+        self.wait_http("aispend", f"http://127.0.0.1:{cfg.metrics}/healthz")
+
+    def start_prometheus(self) -> bool:
+        binary = find_binary("prometheus")
+        if binary is None:
+            return False
+        cfg = self.config
+        self._spawn(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={self.prometheus_config()}",
+                f"--storage.tsdb.path={cfg.workdir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{cfg.prometheus}",
+                "--web.enable-lifecycle",
+            ],
+        )
+        self.wait_http("prometheus", f"http://127.0.0.1:{cfg.prometheus}/-/ready")
+        return True
+
+    def start_alertmanager(self) -> bool:
+        binary = find_binary("prometheus-alertmanager", "alertmanager")
+        if binary is None:
+            return False
+        cfg = self.config
+        self._spawn(
+            "alertmanager",
+            [
+                binary,
+                f"--config.file={self.alertmanager_config()}",
+                f"--storage.path={cfg.workdir / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{cfg.alertmanager}",
+                "--cluster.listen-address=",
+            ],
+        )
+        self.wait_http("alertmanager", f"http://127.0.0.1:{cfg.alertmanager}/-/ready")
+        return True
+
+    def wait_http(self, name: str, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{name} did not answer {url} within {timeout:.0f}s:\n{self.log(name)}")
+
+    def log(self, name: str) -> str:
+        path = self.config.workdir / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workdir", default=str(REPO / ".run"), help="ledger, logs and data (default .run/)")
+    parser.add_argument("--budgets", default=str(PROMETHEUS_DIR / "budgets.example.yaml"))
+    args = parser.parse_args(argv)
+    stack = Stack(StackConfig(workdir=Path(args.workdir), budgets=Path(args.budgets)))
+    try:
+        stack.start_exporter()
+        lines = [
+            "aispend exporter  OTLP gRPC 127.0.0.1:4317, OTLP/HTTP http://127.0.0.1:4318/v1/traces",
+            "                  metrics   http://127.0.0.1:9464/metrics, budgets http://127.0.0.1:9464/v1/budgets",
+        ]
+        if stack.start_prometheus():
+            lines.append("Prometheus        http://127.0.0.1:9090  (rules and alerts from prometheus/rules)")
+        else:
+            lines.append("Prometheus        not installed: apt-get install prometheus")
+        if stack.start_alertmanager():
+            lines.append("Alertmanager      http://127.0.0.1:9093  (routing from prometheus/alertmanager.yml)")
+        else:
+            lines.append("Alertmanager      not installed: apt-get install prometheus-alertmanager")
+        lines += [
+            "Grafana           docker compose up (compose.yaml provisions the dashboards)",
+            f"logs and ledger   {args.workdir}",
+            "instrument an app: OTEL_SERVICE_NAME=my-app opentelemetry-instrument python app.py",
+            "Ctrl-C stops everything.",
+        ]
+        print("\n".join(lines), flush=True)
+        while all(p.poll() is None for p in stack.procs.values()):
+            time.sleep(1)
+        print("a process exited; see its log in", args.workdir, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
