@@ -155,13 +155,37 @@ class SQLiteLedger:
             day = utc_day(c.start_ns)
             rows.append(
                 (
-                    c.start_ns, day, c.duration_s, c.service, c.provider, c.model, c.operation, c.feature,
-                    c.customer, c.key, c.response_model, c.kind, c.status, c.error_type, c.input_tokens,
-                    c.output_tokens, c.cache_read_tokens, c.cache_write_tokens, c.reasoning_tokens, c.requests,
-                    c.images, nano, int(c.priced), int(c.estimated), c.free_units, c.trace_id.hex(),
-                    c.span_id.hex(), c.parent_span_id.hex(), c.response_id,
+                    c.start_ns,
+                    day,
+                    c.duration_s,
+                    c.service,
+                    c.provider,
+                    c.model,
+                    c.operation,
+                    c.feature,
+                    c.customer,
+                    c.key,
+                    c.response_model,
+                    c.kind,
+                    c.status,
+                    c.error_type,
+                    c.input_tokens,
+                    c.output_tokens,
+                    c.cache_read_tokens,
+                    c.cache_write_tokens,
+                    c.reasoning_tokens,
+                    c.requests,
+                    c.images,
+                    nano,
+                    int(c.priced),
+                    int(c.estimated),
+                    c.free_units,
+                    c.trace_id.hex(),
+                    c.span_id.hex(),
+                    c.parent_span_id.hex(),
+                    c.response_id,
                 )
-            )  # fmt: skip
+            )
             key = (day, c.service, c.provider, c.model, c.operation, c.feature, c.customer, c.key, c.status)
             agg = daily.get(key)
             if agg is None:
@@ -259,8 +283,22 @@ class SQLiteLedger:
     # -- querying (aispend usage, /v1/usage, /v1/calls) -----------------------------------------
     def calls(self, filters: Filters, limit: int = 100) -> list[dict[str, Any]]:
         where, params = filters.where()
-        columns = ("ts_ns", *LABEL_COLUMNS, "response_model", "status", "error_type", *TOKEN_COLUMNS, "requests",
-                   "images", "cost_nusd", "priced", "estimated", "duration_s", "trace_id", "span_id")  # fmt: skip
+        columns = (
+            "ts_ns",
+            *LABEL_COLUMNS,
+            "response_model",
+            "status",
+            "error_type",
+            *TOKEN_COLUMNS,
+            "requests",
+            "images",
+            "cost_nusd",
+            "priced",
+            "estimated",
+            "duration_s",
+            "trace_id",
+            "span_id",
+        )
         rows = self._read(
             f"SELECT {', '.join(columns)} FROM calls{where} ORDER BY ts_ns DESC, id DESC LIMIT ?", [*params, limit]
         )
@@ -274,8 +312,14 @@ class SQLiteLedger:
         where, params = filters.where("day" if from_daily else "ts_ns")
         count = "SUM(calls)" if from_daily else "COUNT(*)"
         unpriced = "SUM(unpriced)" if from_daily else "SUM(1 - priced)"
-        select = [*group_by, f"{count} AS calls", *(f"SUM({c}) AS {c}" for c in TOKEN_COLUMNS),
-                  "SUM(requests) AS requests", "SUM(cost_nusd) AS cost_nusd", f"{unpriced} AS unpriced"]  # fmt: skip
+        select = [
+            *group_by,
+            f"{count} AS calls",
+            *(f"SUM({c}) AS {c}" for c in TOKEN_COLUMNS),
+            "SUM(requests) AS requests",
+            "SUM(cost_nusd) AS cost_nusd",
+            f"{unpriced} AS unpriced",
+        ]
         sql = f"SELECT {', '.join(select)} FROM {table}{where}"
         if group_by:
             sql += f" GROUP BY {', '.join(group_by)} ORDER BY cost_nusd DESC"

@@ -53,8 +53,17 @@ def any_value(value: Any) -> Any:
     return getattr(value, which)
 
 
+_SCALARS = {"string_value", "int_value", "double_value", "bool_value", "bytes_value"}
+
+
 def attributes(kvs: Any) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
+    # The hot loop of the exporter: scalar values are read inline, nested ones via any_value.
+    out = {}
+    for kv in kvs:
+        value = kv.value
+        which = value.WhichOneof("value")
+        out[kv.key] = getattr(value, which) if which in _SCALARS else any_value(value)
+    return out
 
 
 def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:

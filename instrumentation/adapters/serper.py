@@ -12,8 +12,21 @@ def queries(request: HttpRequest, body: object) -> int:
 
 def serper() -> PerRequestAdapter:
     kinds = {"images": "image_search", "lens": "image_search"}
-    names = ("search", "images", "news", "places", "maps", "videos", "shopping", "scholar", "patents",
-             "autocomplete", "reviews", "lens", "webpage")  # fmt: skip
+    names = (
+        "search",
+        "images",
+        "news",
+        "places",
+        "maps",
+        "videos",
+        "shopping",
+        "scholar",
+        "patents",
+        "autocomplete",
+        "reviews",
+        "lens",
+        "webpage",
+    )
     return PerRequestAdapter(
         provider="serper",
         methods=("POST", "GET"),
