@@ -96,8 +96,16 @@ def from_nano(nano: int | None) -> Decimal:
     return Decimal(nano or 0) / NANO
 
 
+_DAY_NS = 86_400 * 1_000_000_000
+_days: dict[int, str] = {}
+
+
 def utc_day(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%Y-%m-%d")
+    day = ts_ns // _DAY_NS
+    text = _days.get(day)
+    if text is None:
+        text = _days[day] = datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
+    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -27,7 +27,7 @@ from aispend.exporter.labels import LabelBounds, clean
 from aispend.exporter.ledger import LedgerError, SQLiteLedger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.normalise import Call, Rejected, normalise
-from aispend.pricing import FreeTier, PriceEngine, UsageRecord
+from aispend.pricing import FreeTier, PriceEngine
 
 logger = logging.getLogger("aispend.exporter")
 _ZERO = Decimal(0)
@@ -184,31 +184,16 @@ class Pipeline:
 
     def _price(self, call: Call) -> None:
         when = datetime.fromtimestamp(call.start_ns / 1e9, UTC) if call.start_ns else datetime.now(UTC)
-        usage = UsageRecord(
-            provider=call.provider,
-            model=call.price_model,
-            operation=call.operation,
-            input_tokens=call.input_tokens,
-            output_tokens=call.output_tokens,
-            cache_read_tokens=call.cache_read_tokens,
-            cache_write_tokens=call.cache_write_tokens,
-            reasoning_tokens=call.reasoning_tokens,
-            requests=call.requests,
-            images=call.images,
-            image_size=call.image_size,
-            image_quality=call.image_quality,
-            timestamp=when,
-        )
         tiers: list[FreeTier] = []
 
         def free_used(tier: FreeTier) -> int:
             tiers.append(tier)
             return self.free.used(call.provider, call.key, tier, when)
 
-        result = self.engine.price(usage, free_used)
+        result = self.engine.price_usage(call.provider, call.price_model, call, when, free_used)
         if not result.matched and call.model and call.model != call.price_model:
             # e.g. a snapshot name the price data does not know yet: price what was asked for
-            result = self.engine.price(replace(usage, model=call.model), free_used)
+            result = self.engine.price_usage(call.provider, call.model, call, when, free_used)
         if tiers and call.requests:
             self.free.stage(call.provider, call.key, tiers[-1], when, call.requests)
         if result.matched and call.usage_known:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from aispend.pricing.records import ZERO, CostBreakdown, Price, Rates, TieredPrice, UsageRecord
+from aispend.pricing.records import ZERO, CostBreakdown, Price, Rates, TieredPrice, Usage
 
 _MILLION = Decimal(1_000_000)
 
@@ -29,7 +29,7 @@ def free_units_of(rates: Rates, requests: int, free_used: int) -> int:
     return max(0, min(requests, remaining))
 
 
-def compute(rates: Rates, usage: UsageRecord, free_used: int = 0) -> tuple[CostBreakdown, int]:
+def compute(rates: Rates, usage: Usage, free_used: int = 0) -> tuple[CostBreakdown, int]:
     """Return the cost breakdown and the number of request units that were free."""
     total_in = usage.input_tokens
     uncached = total_in

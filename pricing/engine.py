@@ -17,7 +17,7 @@ from aispend.pricing import names
 from aispend.pricing.book import Discount, PriceBook, PriceEntry, load_book, shipped_book
 from aispend.pricing.compute import compute
 from aispend.pricing.library import LibraryModel, LibraryPrices
-from aispend.pricing.records import UNMATCHED, ZERO, CostBreakdown, FreeTier, PriceResult, Rates, UsageRecord
+from aispend.pricing.records import UNMATCHED, ZERO, CostBreakdown, FreeTier, PriceResult, Rates, Usage, UsageRecord
 
 _CACHE_LIMIT = 20_000
 
@@ -38,12 +38,12 @@ def _images_only(rates: Rates) -> bool:
     return bool(rates.per_image) and not rates.has_token_prices and not rates.per_request
 
 
-def _usable(rates: Rates, usage: UsageRecord) -> bool:
+def _usable(rates: Rates, usage: Usage) -> bool:
     """Per-image prices are a fallback for image calls that reported no token usage."""
-    return not _images_only(rates) or (usage.images > 0 and not usage.has_tokens)
+    return not _images_only(rates) or (usage.images > 0 and not (usage.input_tokens or usage.output_tokens))
 
 
-def _pick(entries: tuple[PriceEntry, ...], usage: UsageRecord, when: datetime) -> PriceEntry | None:
+def _pick(entries: tuple[PriceEntry, ...], usage: Usage, when: datetime) -> PriceEntry | None:
     best: PriceEntry | None = None
     for entry in entries:
         if not entry.active(when) or not _usable(entry.rates, usage):
@@ -118,7 +118,7 @@ class PriceEngine:
         return self._rates(self.resolve(usage.provider, usage.model), usage, _when(usage.timestamp))
 
     def _rates(
-        self, res: _Resolution, usage: UsageRecord, when: datetime
+        self, res: _Resolution, usage: Usage, when: datetime
     ) -> tuple[str, Rates, str | None, str | None] | None:
         for source, entries in (("override", res.overrides), ("book", res.book)):
             entry = _pick(entries, usage, when)
@@ -133,8 +133,18 @@ class PriceEngine:
     def price(self, usage: UsageRecord, free_used: int | Callable[[FreeTier], int] = 0) -> PriceResult:
         """Cost of one call. ``free_used``: free-tier units this key already used this period, or
         a function of the free tier that looks it up (called only when the price has a free tier)."""
-        when = _when(usage.timestamp)
-        res = self.resolve(usage.provider, usage.model)
+        return self.price_usage(usage.provider, usage.model, usage, _when(usage.timestamp), free_used)
+
+    def price_usage(
+        self,
+        provider: str,
+        model: str,
+        usage: Usage,
+        when: datetime,
+        free_used: int | Callable[[FreeTier], int] = 0,
+    ) -> PriceResult:
+        """``price`` for any object with the usage fields (the exporter's calls), at ``when`` (aware)."""
+        res = self.resolve(provider, model)
         found = self._rates(res, usage, when)
         if found is None:
             return UNMATCHED

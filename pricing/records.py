@@ -9,8 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 ZERO = Decimal(0)
+
+
+class Usage(Protocol):
+    """What pricing reads of a call; ``UsageRecord`` and the exporter's calls both have it."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    requests: int
+    images: int
+    image_size: str | None
+    image_quality: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +45,6 @@ class UsageRecord:
     image_size: str | None = None
     image_quality: str | None = None
     timestamp: datetime | None = None
-
-    @property
-    def has_tokens(self) -> bool:
-        return bool(self.input_tokens or self.output_tokens)
 
 
 @dataclass(frozen=True, slots=True)
