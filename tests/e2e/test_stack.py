@@ -21,6 +21,7 @@ import pytest
 
 from aispend.devstack import Stack, StackConfig
 from tests.fakes.providers import FakeProviders
+from tests.grafana.queries import grafana_queries
 from tests.support.binaries import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -279,3 +280,13 @@ def test_budget_alert_reaches_the_webhook_through_alertmanager(world):
     assert "shop-daily" in alerts[0]["annotations"]["summary"]
     # the roomy budget covers acme's spend but is nowhere near its limit: no alert for it
     assert not [a for m in hook.received for a in m.get("alerts", []) if a["labels"].get("budget") == "roomy"]
+
+
+def test_every_dashboard_query_returns_data(world):
+    stack, _, _ = world
+    port = stack.config.prometheus
+    wait_for("rates over the second run", lambda: scalar(port, "sum(rate(aispend_cost_usd_total[1m]))"), stack=stack)
+    queries = grafana_queries({"key": "sk-proj-…a1b2", "customer": "acme"})
+    empty = [(uid, title, expr) for uid, title, expr in queries if not query(port, expr)]
+    assert not empty, "panels without data:\n" + "\n".join(f"{u} / {t}: {e}" for u, t, e in empty)
+    assert len(queries) >= 30
