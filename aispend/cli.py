@@ -118,7 +118,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         + f"; ledger {config.ledger}",
         flush=True,
     )
-    stop.wait()
+    # A process signal may be delivered to any thread; Python runs the handler in the main thread
+    # only when it next executes bytecode, so wake up regularly rather than block forever.
+    while not stop.wait(0.5):
+        pass
     exporter.stop()
     return 0
 
