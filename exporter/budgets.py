@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
 from aispend.exporter.config import LABELS
 from aispend.exporter.normalise import Call
+from aispend.yamlfile import load_yaml
 
 PERIODS = ("day", "month")
 ENFORCE_MODES = ("false", "true", "warn")
@@ -136,15 +135,7 @@ def parse_budgets(data: Any, origin: str = "budgets.yaml") -> BudgetsFile:
 
 
 def load_budgets(path: str | Path) -> BudgetsFile:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BudgetsError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BudgetsError(f"{path}: not valid YAML: {exc}") from None
-    return parse_budgets(data, str(path))
+    return parse_budgets(load_yaml(path, BudgetsError), str(path))
 
 
 def period_bounds(period: str, now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from aispend.keys import parse_aliases
+from aispend.yamlfile import load_yaml
 
 LABELS = ("service", "provider", "model", "operation", "feature", "customer", "key")
 
@@ -118,12 +117,7 @@ def _limits(value: Any) -> dict[str, int]:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = load_yaml(path, ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -43,6 +43,8 @@ CALL_COLUMNS = (
     "parent_span_id",
     "response_id",
 )
+# what the per-call log shows (the ledger's bookkeeping columns left out)
+_LOG_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("day", "kind", "free_units", "parent_span_id", "response_id"))
 SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "requests", "images", "cost_nusd", "unpriced", "duration_s")
 DAILY_KEY = ("day", *LABEL_COLUMNS, "status")
 
@@ -291,22 +293,7 @@ class SQLiteLedger:
     # -- querying (aispend usage, /v1/usage, /v1/calls) -----------------------------------------
     def calls(self, filters: Filters, limit: int = 100) -> list[dict[str, Any]]:
         where, params = filters.where()
-        columns = (
-            "ts_ns",
-            *LABEL_COLUMNS,
-            "response_model",
-            "status",
-            "error_type",
-            *TOKEN_COLUMNS,
-            "requests",
-            "images",
-            "cost_nusd",
-            "priced",
-            "estimated",
-            "duration_s",
-            "trace_id",
-            "span_id",
-        )
+        columns = _LOG_COLUMNS
         rows = self._read(
             f"SELECT {', '.join(columns)} FROM calls{where} ORDER BY ts_ns DESC, id DESC LIMIT ?", [*params, limit]
         )

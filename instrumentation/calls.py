@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -30,6 +30,7 @@ from aispend.instrumentation.sdk_errors import for_sdk
 from aispend.instrumentation.sse import SSEParser
 from aispend.keys import alias_for
 
+R = TypeVar("R")
 BudgetCheck = Callable[[str, str | None, attribution.Attribution, str], None]
 _NAMED_BY_PROVIDER = {"image", "search", "image_search"}
 
@@ -179,6 +180,21 @@ class Call:
         self._lock = threading.Lock()
 
     # -- outcomes ---------------------------------------------------------------------------
+    def run(self, send: Callable[[], R]) -> R:
+        """Make the real request; an exception it raises is recorded, then re-raised unchanged."""
+        try:
+            return send()
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+
+    async def run_async(self, send: Callable[[], Awaitable[R]]) -> R:
+        try:
+            return await send()
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+
     def fail(self, exc: BaseException) -> None:
         """The request raised (timeout, connection error, cancellation): the user's exception
         propagates unchanged; the span records its type."""

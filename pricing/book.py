@@ -19,6 +19,7 @@ import yaml
 
 from aispend.pricing import names
 from aispend.pricing.records import FreeTier, Price, Rates, Tier, TieredPrice
+from aispend.yamlfile import load_yaml
 
 _TOKEN_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "reasoning_mtok")
 _ENTRY_KEYS = {
@@ -249,15 +250,7 @@ def parse_book(data: Any, origin: str) -> PriceBook:
 
 
 def load_book(path: str | Path) -> PriceBook:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PriceBookError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PriceBookError(f"{path}: not valid YAML: {exc}") from None
-    return parse_book(data, str(path))
+    return parse_book(load_yaml(path, PriceBookError), str(path))
 
 
 def shipped_book() -> PriceBook:

@@ -76,11 +76,7 @@ def sync_send(recorder: Recorder) -> Any:
         call = _begin(recorder, request)
         if call is None:
             return wrapped(*args, **kwargs)
-        try:
-            response = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
+        response = call.run(lambda: wrapped(*args, **kwargs))
         _observe(call, response, bool(kwargs.get("stream", False)), SyncStreamProxy)
         return response
 
@@ -93,11 +89,7 @@ def async_send(recorder: Recorder) -> Any:
         call = _begin(recorder, request)
         if call is None:
             return await wrapped(*args, **kwargs)
-        try:
-            response = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
+        response = await call.run_async(lambda: wrapped(*args, **kwargs))
         _observe(call, response, bool(kwargs.get("stream", False)), AsyncStreamProxy)
         return response
 

@@ -55,11 +55,7 @@ def send(recorder: Recorder) -> Any:
         call = recorder.begin(head, complete, strip)
         if call is None:
             return wrapped(*args, **kwargs)
-        try:
-            response = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
+        response = call.run(lambda: wrapped(*args, **kwargs))
         try:
             headers = response.headers  # a case-insensitive dict
             if not kwargs.get("stream", False):

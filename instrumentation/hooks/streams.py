@@ -7,7 +7,7 @@ into a buffer the user waits for.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import wrapt
@@ -23,6 +23,21 @@ def _finish(tap: Tap, error: BaseException | None = None) -> None:
         log_once("finishing a stream", exc)
 
 
+def _tapped(chunks: Iterable[bytes], tap: Tap) -> Iterator[bytes]:
+    """Yield the chunks unchanged, showing each to the tap; finish at the end, on abandon or error."""
+    try:
+        for chunk in chunks:
+            tap.feed(chunk)
+            yield chunk
+    except GeneratorExit:
+        _finish(tap)
+        raise
+    except BaseException as exc:
+        _finish(tap, exc)
+        raise
+    _finish(tap)
+
+
 class SyncStreamProxy(wrapt.ObjectProxy):
     """Wraps an httpx/httpx2 ``SyncByteStream`` (isinstance checks still pass)."""
 
@@ -31,18 +46,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):
         self._self_tap = tap
 
     def __iter__(self) -> Iterator[bytes]:
-        tap = self._self_tap
-        try:
-            for chunk in self.__wrapped__:
-                tap.feed(chunk)
-                yield chunk
-        except GeneratorExit:
-            _finish(tap)
-            raise
-        except BaseException as exc:
-            _finish(tap, exc)
-            raise
-        _finish(tap)
+        return _tapped(self.__wrapped__, self._self_tap)
 
     def close(self) -> None:
         try:
@@ -93,18 +97,7 @@ class UrllibRawProxy(wrapt.ObjectProxy):
         self._self_tap = tap
 
     def stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
-        tap = self._self_tap
-        try:
-            for chunk in self.__wrapped__.stream(*args, **kwargs):
-                tap.feed(chunk)
-                yield chunk
-        except GeneratorExit:
-            _finish(tap)
-            raise
-        except BaseException as exc:
-            _finish(tap, exc)
-            raise
-        _finish(tap)
+        return _tapped(self.__wrapped__.stream(*args, **kwargs), self._self_tap)
 
     def read(self, *args: Any, **kwargs: Any) -> bytes:
         try:

@@ -6,7 +6,6 @@ Alertmanager to a local webhook."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from aispend.devstack import Stack, StackConfig
 from tests.fakes.providers import FakeProviders
 from tests.grafana.queries import grafana_queries
 from tests.support.binaries import require
+from tests.support.stack import point_alertmanager_at, shop_app_env
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -101,21 +101,7 @@ def world(tmp_path_factory):
     hook_url = f"http://127.0.0.1:{hook.server_address[1]}"
 
     def edit_alertmanager(config: dict) -> None:
-        # the shipped routing tree, with receivers pointed at the local webhook and 1s timings
-        for receiver in config["receivers"]:
-            for webhook in receiver.get("webhook_configs", []):
-                webhook["url"] = f"{hook_url}/{receiver['name']}"
-            for slack in receiver.get("slack_configs", []):
-                slack["api_url"] = f"{hook_url}/{receiver['name']}"
-
-        def shorten(route: dict) -> None:
-            for key in ("group_wait", "group_interval"):
-                if key in route:
-                    route[key] = "1s"
-            for child in route.get("routes", []):
-                shorten(child)
-
-        shorten(config["route"])
+        point_alertmanager_at(config, hook_url)
 
     stack = Stack(
         StackConfig(
@@ -135,28 +121,8 @@ def world(tmp_path_factory):
     try:
         stack.start_exporter()
         assert stack.start_prometheus() and stack.start_alertmanager()
-        env = {
-            **os.environ,
-            "FAKE_URL": fake.url,
-            "SHOP_MISHAPS": "1",
-            "PYTHONPATH": str(ROOT),
-            "OTEL_SERVICE_NAME": "shop",
-            "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_METRICS_EXPORTER": "none",
-            "OTEL_LOGS_EXPORTER": "none",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{stack.config.otlp_grpc}",
-            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai_v2",
-            "AISPEND_PROVIDER_URLS": ",".join(
-                f"{p}={fake.url}/{prefix}"
-                for p, prefix in (
-                    ("openai", "openai/v1"),
-                    ("anthropic", "anthropic"),
-                    ("serper", "serper"),
-                    ("unsplash", "unsplash"),
-                )
-            ),
-        }
+        env = {**shop_app_env(fake.url, f"http://127.0.0.1:{stack.config.otlp_grpc}", "grpc"), "SHOP_MISHAPS": "1"}
+        env.pop("OTEL_BSP_SCHEDULE_DELAY")  # the SDK's default batching, as users run it
 
         def run_app() -> float:
             app = subprocess.run(

@@ -3,7 +3,6 @@ exporting OTLP to a local collector stub; the spans arrive with usage and attrib
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,36 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.otlp_stub import OtlpStub
+from tests.support.stack import shop_app_env
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
 def run_app(fake, endpoint: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "FAKE_URL": fake.url,
-        "OTEL_SERVICE_NAME": "shop",
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-        # aispend alone here; coexistence with openai-v2 is tested on its own
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai_v2",
-        "AISPEND_PROVIDER_URLS": ",".join(
-            f"{p}={fake.url}/{prefix}"
-            for p, prefix in (
-                ("openai", "openai/v1"),
-                ("anthropic", "anthropic"),
-                ("serper", "serper"),
-                ("unsplash", "unsplash"),
-            )
-        ),
-        "PYTHONPATH": str(ROOT),
-        **(extra_env or {}),
-    }
+    env = {**shop_app_env(fake.url, endpoint), **(extra_env or {})}
     return subprocess.run(
         [str(BIN / "opentelemetry-instrument"), sys.executable, str(ROOT / "tests/apps/shop.py")],
         env=env,

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.support.binaries import require
+from tests.support.stack import point_alertmanager_at
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "prometheus" / "alertmanager.yml"
@@ -124,31 +125,11 @@ def _free_port() -> int:
 
 
 def _test_config(sink_port: int) -> dict:
-    """The shipped config, with receivers pointed at the sink and timings shortened.
-
-    Rewritten for the test only: every webhook/Slack URL goes to the local sink (one path
-    per receiver), and group_wait / group_interval become 1s so notifications arrive within
-    seconds instead of the shipped 10s-5m. Routes, matchers, continue and inhibit rules are
-    kept exactly as shipped.
-    """
+    """The shipped config pointed at the sink, with 1s timings (tests/support/stack.py); email goes
+    to a port where nothing listens."""
     config = yaml.safe_load(CONFIG.read_text())
-    base = f"http://127.0.0.1:{sink_port}"
-    for receiver in config["receivers"]:
-        for hook in receiver.get("webhook_configs", []):
-            hook["url"] = f"{base}/{receiver['name']}"
-        for slack in receiver.get("slack_configs", []):
-            slack["api_url"] = f"{base}/{receiver['name']}"
-    config["global"]["smtp_smarthost"] = f"127.0.0.1:{_free_port()}"  # nothing listens
-
-    def shorten(route: dict) -> None:
-        for key in ("group_wait", "group_interval"):
-            if key in route:
-                route[key] = "1s"
-        for child in route.get("routes", []):
-            shorten(child)
-
-    config["route"]["group_wait"] = config["route"]["group_interval"] = "1s"
-    shorten(config["route"])
+    point_alertmanager_at(config, f"http://127.0.0.1:{sink_port}")
+    config["global"]["smtp_smarthost"] = f"127.0.0.1:{_free_port()}"
     return config
 
 
