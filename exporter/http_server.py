@@ -121,7 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
 def _start(handler: type[_Handler], host: str, port: int, tls: ssl.SSLContext | None) -> tuple[_Server, int]:
     server = _Server((host, port), handler)
     if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        # handshake in the request thread, not in the accept loop a slow client could stall
+        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     thread = threading.Thread(target=server.serve_forever, name=f"http-{server.server_address[1]}", daemon=True)
     thread.start()
     return server, server.server_address[1]

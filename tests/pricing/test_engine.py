@@ -250,3 +250,16 @@ def test_unreadable_or_invalid_yaml_file(tmp_path):
     bad.write_text("prices: [unclosed")
     with pytest.raises(PriceBookError, match="not valid YAML"):
         load_book(bad)
+
+
+def test_pricing_never_touches_the_network(monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pricing tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    fresh = PriceEngine()  # loads genai-prices' bundled data and the price book from the package
+    assert fresh.price(UsageRecord(provider="openai", model="gpt-4o-mini", input_tokens=M)).cost == Decimal("0.15")
+    assert fresh.price(UsageRecord(provider="serper", model="search"), free_used=2500).cost == Decimal("0.001")
