@@ -59,11 +59,11 @@ CREATE TABLE IF NOT EXISTS calls (
     cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
     requests INTEGER NOT NULL, images INTEGER NOT NULL, cost_nusd INTEGER NOT NULL,
     priced INTEGER NOT NULL, estimated INTEGER NOT NULL, free_units INTEGER NOT NULL,
-    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT NOT NULL, response_id TEXT NOT NULL,
-    UNIQUE (trace_id, span_id)
+    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT NOT NULL, response_id TEXT NOT NULL
 );
+-- Retried spans are dropped before they get here (pipeline.Deduper, restored from this table at
+-- start), so no unique index on (trace_id, span_id): it would double the cost of every insert.
 CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts_ns);
-CREATE INDEX IF NOT EXISTS calls_provider_key ON calls (provider, key, ts_ns);
 CREATE TABLE IF NOT EXISTS daily (
     {", ".join(f"{c} TEXT NOT NULL" for c in DAILY_KEY)},
     {", ".join(f"{c} {'REAL' if c == 'duration_s' else 'INTEGER'} NOT NULL" for c in SUM_COLUMNS)},
@@ -79,7 +79,7 @@ def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
-_INSERT_CALL = f"INSERT OR IGNORE INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({_placeholders(len(CALL_COLUMNS))})"
+_INSERT_CALL = f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({_placeholders(len(CALL_COLUMNS))})"
 _UPSERT_DAILY = (
     f"INSERT INTO daily ({', '.join(DAILY_KEY + SUM_COLUMNS)}) VALUES ({_placeholders(len(DAILY_KEY + SUM_COLUMNS))}) "
     f"ON CONFLICT ({', '.join(DAILY_KEY)}) DO UPDATE SET " + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
