@@ -203,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", default=str(PROMETHEUS_DIR / "budgets.example.yaml"))
     args = parser.parse_args(argv)
     stack = Stack(StackConfig(workdir=Path(args.workdir), budgets=Path(args.budgets)))
+
+    def terminate(*_: object) -> None:
+        raise KeyboardInterrupt  # stop the children on SIGTERM too, not only on Ctrl-C
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         stack.start_exporter()
         lines = [
