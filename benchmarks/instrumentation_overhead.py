@@ -92,7 +92,7 @@ class BudgetsStub:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=2000, help="calls per configuration and kind")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
 
     server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT))], stdout=subprocess.PIPE, text=True)
@@ -137,19 +137,32 @@ def run(fake_url: str, budgets_url: str, calls: int, rounds: int) -> None:
         ),
     }
     samples: dict[tuple[str, str], list[float]] = {(c, k): [] for c in configs for k in ("non-streaming", "streaming")}
+    # paired design: within each round every configuration runs back to back, and the added
+    # latency is the round's median minus the same round's baseline median (cancels slow drift)
+    paired: dict[tuple[str, str], list[float]] = {key: [] for key in samples}
+    cpu_paired: dict[tuple[str, str], list[float]] = {key: [] for key in samples}
     per_round = max(calls // rounds, 1)
     for _ in range(rounds):
+        medians: dict[tuple[str, str], float] = {}
+        cpu_medians: dict[tuple[str, str], float] = {}
         for name, (on, off) in configs.items():
             on()
             time.sleep(0.05)  # let the guard's first refresh land
             for kind, fn in (("non-streaming", plain), ("streaming", streaming)):
                 fn()  # warm-up
-                bucket = samples[(name, kind)]
+                bucket, cpu = [], []
                 for _ in range(per_round):
-                    start = time.perf_counter_ns()
+                    start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
                     fn()
+                    cpu.append((time.thread_time_ns() - start_cpu) / 1000)
                     bucket.append((time.perf_counter_ns() - start) / 1000)
+                samples[(name, kind)] += bucket
+                medians[(name, kind)] = statistics.median(bucket)
+                cpu_medians[(name, kind)] = statistics.median(cpu)
             off()
+        for (name, kind), m in medians.items():
+            paired[(name, kind)].append(m - medians[("baseline (none)", kind)])
+            cpu_paired[(name, kind)].append(cpu_medians[(name, kind)] - cpu_medians[("baseline (none)", kind)])
     provider.shutdown()
 
     print(f"{per_round * rounds} calls per configuration and kind, {rounds} interleaved rounds; µs per call")
@@ -161,16 +174,60 @@ def run(fake_url: str, budgets_url: str, calls: int, rounds: int) -> None:
             if name.startswith("baseline"):
                 continue
             vals = samples[(name, kind)]
-            m, p = statistics.median(vals), percentile(vals, 0.99)
-            print(f"  {name:<24} median {m:>8,.0f} (+{m - b50:>6,.0f})   p99 {p:>8,.0f} (+{p - b99:>7,.0f})")
-        ours = statistics.median(samples[("aispend", kind)]) - b50
-        official = statistics.median(samples[("openai-v2", kind)]) - b50
+            added = statistics.median(paired[(name, kind)])
+            p = percentile(vals, 0.99)
+            cpu = statistics.median(cpu_paired[(name, kind)])
+            print(
+                f"  {name:<24} added: wall median {added:>5,.0f} µs, CPU of the calling thread {cpu:>5,.0f} µs;"
+                f"  p99 {p:>7,.0f} (+{p - b99:>6,.0f})"
+            )
+        # the calling thread's CPU time is the robust measure: wall time here is dominated by the
+        # fake server's scheduling noise (hundreds of µs either way)
+        ours = statistics.median(cpu_paired[("aispend", kind)])
+        official = statistics.median(cpu_paired[("openai-v2", kind)])
         verdict = "met" if ours < 50 and ours < official else "NOT met"
         print(
-            f"  aispend adds {ours:.0f} µs vs openai-v2 {official:.0f} µs (target < 50 µs, below openai-v2: {verdict})"
+            f"  aispend adds {ours:.0f} µs CPU vs openai-v2 {official:.0f} µs (< 50 µs and below openai-v2: {verdict})"
         )
 
+    span_floor(provider_factory=TracerProvider)
     guard_cost()
+
+
+def span_floor(provider_factory: Callable[[], TracerProvider]) -> None:
+    """What one OTel SDK span with aispend's attributes costs here: the floor for any span-based
+    instrumentation (aispend and openai-v2 alike) on this machine."""
+    from opentelemetry.trace import SpanKind
+
+    provider = provider_factory()
+    provider.add_span_processor(BatchSpanProcessor(Drop(), max_queue_size=100_000))
+    tracer = provider.get_tracer("floor")
+    start_attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "aispend.service.kind": "llm",
+        "server.address": "api.openai.com",
+        "server.port": 443,
+        "gen_ai.request.model": "gpt-4o",
+        "aispend.key": "sk-…a1b2",
+    }
+    end_attrs = {
+        "http.response.status_code": 200,
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.response.id": "c1",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 11,
+        "gen_ai.usage.output_tokens": 7,
+    }
+    n = 20_000
+    start = time.perf_counter()
+    for _ in range(n):
+        span = tracer.start_span("chat gpt-4o", kind=SpanKind.CLIENT, attributes=start_attrs)
+        span.set_attributes(end_attrs)
+        span.end()
+    per = (time.perf_counter() - start) / n * 1e6
+    provider.shutdown()
+    print(f"\nfloor: one OTel SDK span with these 13 attributes costs {per:.0f} µs on this machine")
 
 
 def guard_cost() -> None:

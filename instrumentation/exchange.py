@@ -48,13 +48,18 @@ READ_HEADERS = frozenset(
 _ATTRIBUTION_PREFIX = "x-aispend-"
 
 
+_READ_BYTES = frozenset(name.encode() for name in READ_HEADERS)
+
+
 def read_headers(pairs: Iterable[tuple[Any, Any]]) -> dict[str, str]:
     """The headers in READ_HEADERS or starting with ``x-aispend-``, lower-cased names."""
     out = {}
     for name, value in pairs:
-        if isinstance(name, bytes):
-            name = name.decode("latin-1")
-            value = value.decode("latin-1")
+        if isinstance(name, bytes):  # httpx's raw headers: compare bytes, decode only the few we keep
+            lower = name.lower()
+            if lower in _READ_BYTES or lower.startswith(b"x-aispend-"):
+                out[lower.decode("latin-1")] = value.decode("latin-1")
+            continue
         lower = name.lower()
         if lower in READ_HEADERS or lower.startswith(_ATTRIBUTION_PREFIX):
             out[lower] = value
