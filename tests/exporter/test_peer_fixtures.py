@@ -49,13 +49,21 @@ def view(entry: dict) -> SpanView:
     )
 
 
-def calls_of(peer: str) -> dict[str, Call]:
-    out = {}
+def all_calls_of(peer: str) -> dict[str, list[Call]]:
+    out: dict[str, list[Call]] = {}
     for entry in load(peer):
         found = normalise(view(entry))
         if isinstance(found, Call):
-            assert entry["call"] not in out, f"two billable spans for one {entry['call']} call"
-            out[entry["call"]] = found
+            out.setdefault(entry["call"], []).append(found)
+    return out
+
+
+def calls_of(peer: str) -> dict[str, Call]:
+    """For peers that emit one billable span per call."""
+    out = {}
+    for call, found in all_calls_of(peer).items():
+        assert len(found) == 1, f"{len(found)} billable spans for one {call} call"
+        out[call] = found[0]
     return out
 
 
@@ -97,6 +105,24 @@ def test_anthropic_sdk_native_spans():
         assert call.response_id.startswith("msg_fake_")
 
 
+def test_openlit_with_the_anthropic_sdk_spans_beside_it():
+    calls = all_calls_of("openlit")
+    openai_calls = {name: found[0] for name, found in calls.items() if name.startswith("openai")}
+    assert tokens(openai_calls["openai-chat"]) == (11, 7, 4, 0)
+    assert tokens(openai_calls["openai-stream-usage"]) == (11, 7, 4, 0)
+    # OpenLIT estimates a stream without usage (ceil(len/2)) and does not say so: taken as reported
+    assert tokens(openai_calls["openai-stream-no-usage"]) == (6, 17, 0, 0)
+    assert all(c.span_cost == 0 for c in openai_calls.values())  # its own (empty) price list: we price
+    # Anthropic calls: the SDK's own span and OpenLIT's, one the parent of the other
+    native, ours = sorted(calls["anthropic-chat"], key=lambda c: c.from_aispend or c.span_cost is not None)
+    assert tokens(native) == (17, 6, 3, 5)
+    assert tokens(ours) == (17, 6, 3, 5)  # OpenLIT's input 9 excludes the cache: corrected to 17
+    assert native.parent_span_id == ours.span_id or ours.parent_span_id == native.span_id
+    streamed = sorted(calls["anthropic-stream"], key=lambda c: c.span_cost is not None)
+    assert tokens(streamed[0]) == (17, 6, 3, 5)
+    assert tokens(streamed[1]) == (9, 6, 0, 0)  # OpenLIT zeroes the cache counts of Anthropic streams
+
+
 def export(peer: str) -> tuple[UsageMetrics, int]:
     request = ExportTraceServiceRequest()
     for entry in load(peer):
@@ -123,6 +149,9 @@ def export(peer: str) -> tuple[UsageMetrics, int]:
         ("openai-v2", 3, 2 * GPT4O_FULL, 1),
         ("openllmetry", 5, 2 * GPT4O_CACHED + HAIKU45 + HAIKU45 + 1 * 5 / M, 1),
         ("anthropic-native", 2, 2 * HAIKU45, 0),
+        # five calls, seven spans: each Anthropic call also has the SDK's own span, counted once
+        # (the SDK span, which ends first and carries the full cache counts, is the one kept)
+        ("openlit", 5, 2 * GPT4O_CACHED + (6 * Decimal("2.5") + 17 * 10) / M + 2 * HAIKU45, 0),
     ],
 )
 def test_each_call_counted_once_and_priced(peer, calls, cost, unpriced):
