@@ -21,7 +21,7 @@ from aispend import semconv as sc
 from aispend.errors import BudgetExceededError
 from aispend.instrumentation import attribution
 from aispend.instrumentation.adapters import Adapter, CallStart, Observed, Router
-from aispend.instrumentation.adapters.base import StreamObserver, estimate_tokens, set_usage, text_chars
+from aispend.instrumentation.adapters.base import estimate_tokens, set_usage, text_chars
 from aispend.instrumentation.config import InstrumentationConfig
 from aispend.instrumentation.decoding import Decoder, decoder_for
 from aispend.instrumentation.exchange import MAX_BODY, HttpRequest, HttpResponse
@@ -108,18 +108,19 @@ class Recorder:
         try:
             self.budget_check(adapter.provider, start.model, who, start.operation)
         except BudgetExceededError as exc:
-            self._record_blocked(adapter, start, request, who, exc)
+            self._record_blocked(adapter, start, request, who)
             raise for_sdk(exc, request.headers) from None
         except Exception as exc:
             log_once("checking budgets", exc)
 
     def _record_blocked(
-        self, adapter: Adapter, start: CallStart, request: HttpRequest, who: attribution.Attribution, exc: Exception
+        self, adapter: Adapter, start: CallStart, request: HttpRequest, who: attribution.Attribution
     ) -> None:
+        """The call that was not sent: an error span with no usage, so it is counted at $0."""
         try:
-            span = self.tracer.start_span(_span_name(adapter, start), kind=SpanKind.CLIENT)
-            span.set_attributes(_start_attributes(adapter, start, request, who))
-            span.set_attribute(sc.ERROR_TYPE, sc.ERROR_BUDGET_EXCEEDED)
+            attrs = _start_attributes(adapter, start, request, who)
+            attrs[sc.ERROR_TYPE] = sc.ERROR_BUDGET_EXCEEDED
+            span = self.tracer.start_span(_span_name(adapter, start), kind=SpanKind.CLIENT, attributes=attrs)
             span.set_status(Status(StatusCode.ERROR, sc.ERROR_BUDGET_EXCEEDED))
             span.end()
         except Exception as inner:
@@ -285,20 +286,19 @@ def _capture(attrs: dict[str, Any], start: CallStart, observed: Observed) -> Non
 class Tap:
     """Sees a copy of each streamed chunk on its way to the user; holds parser state only."""
 
-    __slots__ = ("_body", "_call", "_decoder", "_observer", "_sse", "_status")
+    __slots__ = ("_body", "_call", "_decoder", "_sse", "_status")
 
     def __init__(self, call: Call, status: int, headers: Mapping[str, str], decoder: Decoder | None) -> None:
         self._call = call
         self._status = status
         self._decoder = decoder
         self._sse: SSEParser | None = None
-        self._observer: StreamObserver | None = None
         self._body: bytearray | None = None
         content_type = headers.get("content-type", "")
         if decoder is not None and "text/event-stream" in content_type and status < 400:
-            self._observer = call.adapter.stream_observer(call.start, call.observed)
-            if self._observer is not None:
-                self._sse = SSEParser(self._observer.on_event)
+            observer = call.adapter.stream_observer(call.start, call.observed)
+            if observer is not None:
+                self._sse = SSEParser(observer.on_event)
         if self._sse is None and decoder is not None:
             self._body = bytearray()
 
