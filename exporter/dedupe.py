@@ -37,7 +37,6 @@ class Deduper:
         self._spans = _Generations(window)  # (trace, span id) -> provider
         self._parents = _Generations(window)  # (trace, parent span id) -> provider
         self._responses = _Generations(window)  # (trace, response id) -> provider
-        self._staged: list[Call] = []
         self._staged_spans: dict[tuple[bytes, object], str] = {}
         self._staged_parents: dict[tuple[bytes, object], str] = {}
         self._staged_responses: dict[tuple[bytes, object], str] = {}
@@ -65,7 +64,6 @@ class Deduper:
 
     def stage(self, call: Call) -> None:
         trace = call.trace_id
-        self._staged.append(call)
         self._staged_spans[(trace, call.span_id)] = call.provider
         if call.parent_span_id:
             self._staged_parents[(trace, call.parent_span_id)] = call.provider
@@ -82,7 +80,6 @@ class Deduper:
         self.rollback()
 
     def rollback(self) -> None:
-        self._staged.clear()
         self._staged_spans.clear()
         self._staged_parents.clear()
         self._staged_responses.clear()
