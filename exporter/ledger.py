@@ -252,10 +252,11 @@ class SQLiteLedger:
             "SELECT provider, model, SUM(unpriced) FROM daily GROUP BY provider, model HAVING SUM(unpriced) > 0"
         )
 
-    def recent_calls(self, limit: int) -> list[tuple[str, str, str, str, str]]:
-        """(trace id, span id, parent span id, response id, provider) of the newest calls."""
+    def recent_calls(self, limit: int) -> list[tuple[str, str, str, str, str, int, float]]:
+        """(trace id, span id, parent span id, response id, provider, start ns, duration s) of the newest calls."""
         return self._read(
-            "SELECT trace_id, span_id, parent_span_id, response_id, provider FROM calls ORDER BY id DESC LIMIT ?",
+            "SELECT trace_id, span_id, parent_span_id, response_id, provider, ts_ns, duration_s FROM calls "
+            "ORDER BY id DESC LIMIT ?",
             (limit,),
         )
 

@@ -127,6 +127,17 @@ def _count(attrs: Mapping[str, Any], chain: tuple[str, ...], limit: int) -> int 
     return int(value)
 
 
+def _openlit_guess(attrs: Mapping[str, Any], sdk: object) -> bool:
+    """OpenLIT fills a stream that reported no usage with ceil(len/2) guesses and says so only by
+    leaving out the cache counts it sets whenever the provider reported usage."""
+    return (
+        sdk == "openlit"
+        and attrs.get(sc.GEN_AI_REQUEST_STREAM) is True
+        and _first(attrs, sc.INPUT_TOKENS_CHAIN) is not None
+        and _first(attrs, sc.CACHE_READ_CHAIN) is None
+    )
+
+
 def is_genai(attrs: Mapping[str, Any]) -> bool:
     return (
         _first(attrs, sc.PROVIDER_CHAIN) is not None
@@ -220,7 +231,7 @@ def normalise(
         images=images if status == "ok" else 0,
         image_size=_text(attrs.get(sc.AISPEND_IMAGE_SIZE)) or None,
         image_quality=_text(attrs.get(sc.AISPEND_IMAGE_QUALITY)) or None,
-        estimated=attrs.get(sc.AISPEND_USAGE_ESTIMATED) is True,
+        estimated=attrs.get(sc.AISPEND_USAGE_ESTIMATED) is True or _openlit_guess(attrs, sdk),
         response_id=_text(attrs.get(sc.GEN_AI_RESPONSE_ID)),
         span_cost=float(span_cost) if span_cost is not None else None,
         usage_known=usage_known or status != "ok",

@@ -98,9 +98,18 @@ class Pipeline:
             for provider, model, count in self.ledger.unpriced_totals():
                 key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model))
                 self.metrics.unpriced[key] = self.metrics.unpriced.get(key, 0) + count
-            for trace, span, parent, response_id, provider in self.ledger.recent_calls(self.config.dedupe_window):
+            for trace, span, parent, response_id, provider, start_ns, duration_s in self.ledger.recent_calls(
+                self.config.dedupe_window
+            ):
+                end_ns = start_ns + int(duration_s * 1e9)
                 self.deduper.remember(
-                    bytes.fromhex(trace), bytes.fromhex(span), bytes.fromhex(parent), response_id, provider
+                    bytes.fromhex(trace),
+                    bytes.fromhex(span),
+                    bytes.fromhex(parent),
+                    response_id,
+                    provider,
+                    start_ns,
+                    end_ns,
                 )
 
     # -- one export -----------------------------------------------------------------------------
@@ -123,7 +132,11 @@ class Pipeline:
                     messages.append(f"{found.reason}: {found.detail}")
             elif found is not None:
                 calls.append(found)
-        calls.sort(key=lambda c: not c.from_aispend)  # within a batch, prefer aispend's own span
+        # When several spans describe one call, the first one recorded wins: prefer aispend's own,
+        # then the innermost (a child before the span that wraps it: closer to the wire, e.g. the
+        # Anthropic SDK's span with full cache counts inside OpenLIT's).
+        parents = {(c.trace_id, c.parent_span_id) for c in calls if c.parent_span_id}
+        calls.sort(key=lambda c: (not c.from_aispend, (c.trace_id, c.span_id) in parents))
         with self.lock:
             self.metrics.spans_received += total
             for reason, n in rejected.items():
