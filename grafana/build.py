@@ -1,8 +1,12 @@
 """Build aispend's Grafana dashboards as code: `python grafana/build.py` rewrites grafana/dashboards/.
 
-A small builder of plain dicts (Grafana's dashboard JSON, schema 39) rather than a dependency:
-the panels are few and alike, and tests/grafana checks the JSON is what this file generates and
-that every query is valid PromQL and returns data against a real Prometheus.
+A small builder of plain dicts (Grafana's dashboard JSON, schema 39, loads in Grafana 10 and 11)
+rather than grafana-foundation-sdk: the SDK's PyPI versions carry an epoch per Grafana release (pip's
+"latest" is the 10.1 flavour; the 11.x ones need a pin like ==1769699379!11.6.0), and its output still
+needed panel ids, target refIds and grid positions done by hand (it left ids and refIds unset and
+placed panels past column 24). The panels here are few and alike; tests/grafana checks the JSON is
+what this file generates, that every query filters on the variables and is valid PromQL, and
+tests/e2e runs every query against a real Prometheus and requires data.
 """
 
 from __future__ import annotations
@@ -33,6 +37,16 @@ RATE_LIMITED = sel(*LABELS, extra='status="rate_limited"')
 IN_OUT = sel(*LABELS, extra='type=~"input|output"')
 INPUT = sel(*LABELS, extra='type="input"')
 OUTPUT = sel(*LABELS, extra='type="output"')
+CACHE_READ = sel(*LABELS, extra='type="cache_read"')
+CACHE_WRITE = sel(*LABELS, extra='type="cache_write"')
+CACHE_AND_OUTPUT = sel(*LABELS, extra='type=~"cache_read|cache_write|output"')
+UNPRICED = 'aispend_unpriced_requests_total{provider=~"$provider", model=~"$model"}'
+DURATION = 'aispend_request_duration_seconds_bucket{provider=~"$provider", model=~"$model"}'
+
+
+def none(expr: str, label: str) -> str:
+    """Show an empty (unknown) label value as "(none)" in legends and tables."""
+    return f'label_replace({expr}, "{label}", "(none)", "{label}", "")'
 
 
 class Layout:
@@ -91,6 +105,8 @@ def panel(
     time_from: str | None = None,
     transformations: list[dict] | None = None,
     custom: dict | None = None,
+    defaults: dict | None = None,
+    overrides: list[dict] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "type": kind,
@@ -99,7 +115,10 @@ def panel(
         "gridPos": layout.place(width, height),
         "datasource": DATASOURCE,
         "targets": targets,
-        "fieldConfig": {"defaults": {"unit": unit, "custom": custom or {}}, "overrides": []},
+        "fieldConfig": {
+            "defaults": {"unit": unit, "custom": custom or {}, **(defaults or {})},
+            "overrides": overrides or [],
+        },
         "options": options or {},
     }
     layout.next_id += 1
@@ -158,17 +177,28 @@ def timeseries(layout: Layout, title: str, targets: list[dict], unit: str, stack
     )
 
 
-def table(layout: Layout, title: str, targets: list[dict], unit: str = "short", **kw: Any) -> dict:
+def table(layout: Layout, title: str, columns: dict[str, tuple[str, str]], **kw: Any) -> dict:
+    """One instant query per column, {column name: (expr, unit)}, merged on their labels and sorted by the first."""
+    names = list(columns)
     return panel(
         layout,
         "table",
         title,
-        targets,
-        unit,
-        options={"showHeader": True, "sortBy": [{"displayName": "cost", "desc": True}]},
+        [target(expr, instant=True, fmt="table", ref=name) for name, (expr, _) in columns.items()],
+        options={"showHeader": True, "sortBy": [{"displayName": names[0], "desc": True}]},
         transformations=[
             {"id": "merge", "options": {}},
-            {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True},
+                    "renameByName": {f"Value #{name}": name for name in names},
+                },
+            },
+        ],
+        overrides=[
+            {"matcher": {"id": "byName", "options": name}, "properties": [{"id": "unit", "value": unit}]}
+            for name, (_, unit) in columns.items()
         ],
         **kw,
     )
@@ -180,13 +210,16 @@ def variable(name: str, query: str, multi: bool = True, label: str | None = None
         "label": label or name,
         "type": "query",
         "datasource": DATASOURCE,
-        "query": {"query": query, "refId": f"var-{name}"},
+        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
         "definition": query,
         "refresh": 2,  # on time range change
         "multi": multi,
         "includeAll": multi,
         "allValue": ".*" if multi else None,
-        "current": {"text": "All", "value": "$__all"} if multi else {},
+        "current": {"text": ["All"], "value": ["$__all"]} if multi else {},
+        "options": [],
+        "regex": "",
+        "hide": 0,
         "sort": 1,
     }
 
@@ -220,21 +253,35 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict], single
     }
 
 
+def increase(metric: str, selector: str = ALL) -> str:
+    return f"increase({metric}{selector}[$__range])"
+
+
+def per_hour(by: str, metric: str, selector: str = ALL) -> str:
+    return f"sum by ({by}) (rate({metric}{selector}[$__rate_interval])) * 3600"
+
+
 def overview() -> dict:
     L = Layout()
-    inc = f"increase({COST}{ALL}[$__range])"
+    cost = increase(COST)
     p = [L.row("Spend")]
     p += [
         stat(
             L,
             "Spend today",
-            f"sum({inc})",
+            f"sum({cost})",
             "currencyUSD",
             time_from="now/d",
-            description="Calendar day so far (dashboard time zone).",
+            description="Calendar day so far (dashboard time zone). increase() cannot see the first sample of a "
+            "label set that appeared today, so a brand-new model/feature/customer may be slightly under-counted.",
         ),
         stat(
-            L, "Spend this month", f"sum({inc})", "currencyUSD", time_from="now/M", description="Calendar month so far."
+            L,
+            "Spend this month",
+            f"sum({cost})",
+            "currencyUSD",
+            time_from="now/M",
+            description="Calendar month so far.",
         ),
         stat(
             L,
@@ -243,46 +290,37 @@ def overview() -> dict:
             "currencyUSD",
             description="The exporter restores its counters from the ledger, so the counter is the all-time total.",
         ),
-        stat(L, "Calls in range", f"sum(increase({REQUESTS}{ALL}[$__range]))"),
-        stat(L, "Average cost per call", f"sum({inc}) / sum(increase({REQUESTS}{ALL}[$__range]))", "currencyUSD"),
+        stat(L, "Calls in range", f"sum({increase(REQUESTS)})"),
+        stat(L, "Average cost per call", f"sum({cost}) / sum({increase(REQUESTS)})", "currencyUSD"),
         stat(
             L,
             "Unpriced calls in range",
-            'sum(increase(aispend_unpriced_requests_total{provider=~"$provider", model=~"$model"}[$__range]))',
+            f"sum({increase(UNPRICED, '')})",
             description="Calls no price matched: their cost is missing from the totals (see the runbook).",
         ),
     ]
     p.append(L.row("Where it goes"))
     p += [
         by_label_instant(
-            L, "piechart", "Cost by model", f"sum by (model) ({inc})", "{{model}}", "currencyUSD", width=8, height=8
+            L, "piechart", "Cost by model", f"sum by (model) ({cost})", "{{model}}", "currencyUSD", width=8, height=8
         ),
         table(
             L,
             "Models",
-            [
-                target(f"sum by (provider, model) ({inc})", instant=True, fmt="table", ref="cost"),
-                target(
-                    f"sum by (provider, model) (increase({TOKENS}{ALL}[$__range]))",
-                    instant=True,
-                    fmt="table",
-                    ref="tokens",
-                ),
-                target(
-                    f"sum by (provider, model) (increase({REQUESTS}{ALL}[$__range]))",
-                    instant=True,
-                    fmt="table",
-                    ref="calls",
-                ),
-            ],
+            {
+                "cost": (f"sum by (provider, model) ({cost})", "currencyUSD"),
+                "tokens": (f"sum by (provider, model) ({increase(TOKENS, IN_OUT)})", "short"),
+                "calls": (f"sum by (provider, model) ({increase(REQUESTS)})", "short"),
+            },
             width=16,
             height=8,
+            description="Tokens are input + output (input includes cached tokens; reasoning is part of output).",
         ),
         by_label_instant(
             L,
             "bargauge",
             "Cost by provider and service",
-            f"sum by (provider, service) ({inc})",
+            f"sum by (provider, service) ({cost})",
             "{{provider}} / {{service}}",
             "currencyUSD",
             width=6,
@@ -292,7 +330,7 @@ def overview() -> dict:
             L,
             "bargauge",
             "Cost by feature",
-            f"sum by (feature) ({inc})",
+            none(f"sum by (feature) ({cost})", "feature"),
             "{{feature}}",
             "currencyUSD",
             width=6,
@@ -302,31 +340,53 @@ def overview() -> dict:
             L,
             "bargauge",
             "Top customers",
-            f"topk(10, sum by (customer) ({inc}))",
+            none(f"topk(10, sum by (customer) ({cost}))", "customer"),
             "{{customer}}",
             "currencyUSD",
             width=6,
             height=8,
         ),
         by_label_instant(
-            L, "bargauge", "Cost by API key", f"sum by (key) ({inc})", "{{key}}", "currencyUSD", width=6, height=8
+            L,
+            "bargauge",
+            "Cost by API key",
+            none(f"sum by (key) ({cost})", "key"),
+            "{{key}}",
+            "currencyUSD",
+            width=6,
+            height=8,
         ),
     ]
     p.append(L.row("Over time"))
+    rate = "[$__rate_interval]))"
     p += [
         timeseries(
             L,
             "Tokens per second by type",
-            [target(f"sum by (type) (rate({TOKENS}{ALL}[$__rate_interval]))", "{{type}}")],
+            [
+                target(
+                    f"sum(rate({TOKENS}{INPUT}{rate} - (sum(rate({TOKENS}{CACHE_READ}{rate} or vector(0))"
+                    f" - (sum(rate({TOKENS}{CACHE_WRITE}{rate} or vector(0))",
+                    "input (uncached)",
+                    ref="A",
+                ),
+                target(
+                    f"sum by (type) (rate({TOKENS}{CACHE_AND_OUTPUT}{rate}",
+                    "{{type}}",
+                    ref="B",
+                ),
+            ],
             "short",
             stack=True,
             width=12,
             height=8,
+            description="Stacked to the total: input tokens include cache reads and writes, so those are taken "
+            "out of input; reasoning tokens are part of output and not drawn separately.",
         ),
         timeseries(
             L,
             "Cost per hour by model",
-            [target(f"sum by (model) (rate({COST}{ALL}[$__rate_interval])) * 3600", "{{model}}")],
+            [target(per_hour("model", COST), "{{model}}")],
             "currencyUSD",
             stack=True,
             width=12,
@@ -335,7 +395,7 @@ def overview() -> dict:
         timeseries(
             L,
             "Requests per hour",
-            [target(f"sum by (provider) (rate({REQUESTS}{ALL}[$__rate_interval])) * 3600", "{{provider}}")],
+            [target(per_hour("provider", REQUESTS), "{{provider}}")],
             "short",
             width=12,
             height=8,
@@ -345,14 +405,33 @@ def overview() -> dict:
             "Error and rate-limit ratio",
             [
                 target(
-                    f"sum by (provider, status) (rate({REQUESTS}{NOT_OK}[$__rate_interval]))"
-                    f" / ignoring (status) group_left sum by (provider) (rate({REQUESTS}{ALL}[$__rate_interval]))",
+                    f"sum by (provider, status) (rate({REQUESTS}{NOT_OK}{rate}"
+                    f" / ignoring (status) group_left sum by (provider) (rate({REQUESTS}{ALL}{rate}",
                     "{{provider}} {{status}}",
                 )
             ],
             "percentunit",
             width=12,
             height=8,
+        ),
+        timeseries(
+            L,
+            "Request latency p95",
+            [target(f"histogram_quantile(0.95, sum by (le, provider) (rate({DURATION}{rate})", "{{provider}}")],
+            "s",
+            width=12,
+            height=8,
+        ),
+        by_label_instant(
+            L,
+            "bargauge",
+            "Unpriced calls by model",
+            f"sum by (provider, model) ({increase(UNPRICED, '')})",
+            "{{provider}} / {{model}}",
+            "short",
+            width=12,
+            height=8,
+            description="Add a price override for these models: their calls are counted but cost nothing here.",
         ),
     ]
     p.append(L.row("Budgets"))
@@ -366,15 +445,28 @@ def overview() -> dict:
             "percentunit",
             width=12,
             height=8,
+            defaults={
+                "min": 0,
+                "max": 1,
+                # Alert thresholds are per budget (budgets.yaml); the bar only turns red when over budget.
+                "thresholds": {
+                    "mode": "absolute",
+                    "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}],
+                },
+            },
         ),
         table(
             L,
             "Budgets",
-            [
-                target("sum by (budget, period) (aispend_budget_spend_usd)", instant=True, fmt="table", ref="spend"),
-                target("sum by (budget, period) (aispend_budget_limit_usd)", instant=True, fmt="table", ref="limit"),
-            ],
-            "currencyUSD",
+            {
+                "spend": ("sum by (budget, period) (aispend_budget_spend_usd)", "currencyUSD"),
+                "limit": ("sum by (budget, period) (aispend_budget_limit_usd)", "currencyUSD"),
+                "used": (
+                    "sum by (budget, period) (aispend_budget_spend_usd)"
+                    " / sum by (budget, period) (aispend_budget_limit_usd)",
+                    "percentunit",
+                ),
+            },
             width=12,
             height=8,
         ),
@@ -389,28 +481,30 @@ def overview() -> dict:
 
 def api_key() -> dict:
     L = Layout()
-    f = ALL
     p = [L.row("Key usage in range")]
     p += [
-        stat(L, "Cost", f"sum(increase({COST}{f}[$__range]))", "currencyUSD"),
-        stat(L, "Total tokens", f"sum(increase({TOKENS}{IN_OUT}[$__range]))"),
-        stat(L, "Input tokens", f"sum(increase({TOKENS}{INPUT}[$__range]))"),
-        stat(L, "Output tokens", f"sum(increase({TOKENS}{OUTPUT}[$__range]))"),
-        stat(L, "Requests", f"sum(increase({REQUESTS}{f}[$__range]))"),
-        stat(L, "Rate-limited", f"sum(increase({REQUESTS}{RATE_LIMITED}[$__range]))"),
+        stat(L, "Cost", f"sum({increase(COST)})", "currencyUSD"),
+        stat(
+            L,
+            "Total tokens",
+            f"sum({increase(TOKENS, IN_OUT)})",
+            description="Input + output (input includes cached tokens; reasoning is part of output).",
+        ),
+        stat(L, "Input tokens", f"sum({increase(TOKENS, INPUT)})"),
+        stat(L, "Output tokens", f"sum({increase(TOKENS, OUTPUT)})"),
+        stat(L, "Requests", f"sum({increase(REQUESTS)})"),
+        stat(L, "Rate-limited", f"sum({increase(REQUESTS, RATE_LIMITED)})"),
     ]
     p.append(L.row("Per model"))
     p += [
         table(
             L,
             "Models used by this key",
-            [
-                target(f"sum by (model) (increase({COST}{f}[$__range]))", instant=True, fmt="table", ref="cost"),
-                target(f"sum by (model) (increase({TOKENS}{f}[$__range]))", instant=True, fmt="table", ref="tokens"),
-                target(
-                    f"sum by (model) (increase({REQUESTS}{f}[$__range]))", instant=True, fmt="table", ref="requests"
-                ),
-            ],
+            {
+                "cost": (f"sum by (model) ({increase(COST)})", "currencyUSD"),
+                "tokens": (f"sum by (model) ({increase(TOKENS, IN_OUT)})", "short"),
+                "requests": (f"sum by (model) ({increase(REQUESTS)})", "short"),
+            },
             width=24,
             height=8,
         ),
@@ -424,12 +518,7 @@ def api_key() -> dict:
             height=8,
         ),
         timeseries(
-            L,
-            "Requests per hour",
-            [target(f"sum by (model) (rate({REQUESTS}{f}[$__rate_interval])) * 3600", "{{model}}")],
-            "short",
-            width=12,
-            height=8,
+            L, "Requests per hour", [target(per_hour("model", REQUESTS), "{{model}}")], "short", width=12, height=8
         ),
     ]
     return dashboard(
@@ -443,19 +532,13 @@ def api_key() -> dict:
 
 def customer() -> dict:
     L = Layout()
-    f = ALL
+    cost = increase(COST)
     p = [L.row("Customer in range")]
     p += [
-        stat(L, "Total cost", f"sum(increase({COST}{f}[$__range]))", "currencyUSD", width=6),
-        stat(L, "Calls", f"sum(increase({REQUESTS}{f}[$__range]))", width=6),
-        stat(L, "Cost this month", f"sum(increase({COST}{f}[$__range]))", "currencyUSD", width=6, time_from="now/M"),
-        stat(
-            L,
-            "Average cost per call",
-            f"sum(increase({COST}{f}[$__range])) / sum(increase({REQUESTS}{f}[$__range]))",
-            "currencyUSD",
-            width=6,
-        ),
+        stat(L, "Total cost", f"sum({cost})", "currencyUSD", width=6),
+        stat(L, "Calls", f"sum({increase(REQUESTS)})", width=6),
+        stat(L, "Cost this month", f"sum({cost})", "currencyUSD", width=6, time_from="now/M"),
+        stat(L, "Average cost per call", f"sum({cost}) / sum({increase(REQUESTS)})", "currencyUSD", width=6),
     ]
     p.append(L.row("What they use"))
     p += [
@@ -463,7 +546,7 @@ def customer() -> dict:
             L,
             "bargauge",
             "Most-used models (calls)",
-            f"topk(10, sum by (model) (increase({REQUESTS}{f}[$__range])))",
+            f"topk(10, sum by (model) ({increase(REQUESTS)}))",
             "{{model}}",
             "short",
             width=8,
@@ -473,7 +556,7 @@ def customer() -> dict:
             L,
             "piechart",
             "Cost by feature",
-            f"sum by (feature) (increase({COST}{f}[$__range]))",
+            none(f"sum by (feature) ({cost})", "feature"),
             "{{feature}}",
             "currencyUSD",
             width=8,
@@ -483,7 +566,7 @@ def customer() -> dict:
             L,
             "bargauge",
             "Cost by model",
-            f"sum by (model) (increase({COST}{f}[$__range]))",
+            f"sum by (model) ({cost})",
             "{{model}}",
             "currencyUSD",
             width=8,
@@ -492,7 +575,7 @@ def customer() -> dict:
         timeseries(
             L,
             "Cost per hour (trend)",
-            [target(f"sum by (feature) (rate({COST}{f}[$__rate_interval])) * 3600", "{{feature}}")],
+            [target(none(per_hour("feature", COST), "feature"), "{{feature}}")],
             "currencyUSD",
             stack=True,
             width=24,

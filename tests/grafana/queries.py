@@ -12,11 +12,11 @@ BUILTINS = {"__range": "1h", "__rate_interval": "1m", "__interval": "1m"}
 
 
 def substitute(expr: str, values: Mapping[str, str]) -> str:
-    """$name and ${name} -> the value (a regex for multi-value variables; default ".*")."""
+    """$name and ${name} -> values[name], else Grafana's built-ins as in BUILTINS, else ".*" (what All sends)."""
 
     def one(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
-        return BUILTINS.get(name) or values.get(name, ".*")
+        return values.get(name, BUILTINS.get(name, ".*"))
 
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", one, expr)
 
