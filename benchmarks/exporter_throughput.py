@@ -22,9 +22,9 @@ import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from aispend.exporter.grpc_receiver import EXPORT_METHOD
 from tests.exporter.spans import otlp_request
 
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 BATCH = 512
 MODELS = [
     ("openai", "gpt-4o"),
@@ -112,7 +112,7 @@ class Server:
 def send_all(port: int, payloads: list[bytes], senders: int = 2) -> float:
     """Seconds to export every payload, ``senders`` concurrent streams (like a collector)."""
     channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(senders)]
-    calls = [c.unary_unary(EXPORT) for c in channels]
+    calls = [c.unary_unary(EXPORT_METHOD) for c in channels]
     calls[0](payloads[0], timeout=60)  # warm-up: connection, first-use imports and caches
     work = list(enumerate(payloads[1:]))
     lock = threading.Lock()

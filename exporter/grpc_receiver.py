@@ -10,11 +10,11 @@ from typing import Any
 import grpc
 
 from aispend.exporter import otlp
-from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline, RetryableError
 
 logger = logging.getLogger("aispend.exporter")
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+EXPORT_METHOD = f"/{SERVICE}/Export"  # the full method name clients call
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -27,8 +27,7 @@ def _export(pipeline: Pipeline, auth_token: str | None) -> Any:
         try:
             request = otlp.decode_protobuf(body)
         except otlp.MalformedPayload as exc:
-            with pipeline.lock:
-                UsageMetrics.bump(pipeline.metrics.rejected, "malformed_payload")
+            pipeline.count_malformed()
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             result = pipeline.export(request)

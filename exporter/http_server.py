@@ -24,7 +24,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from aispend.exporter import otlp
-from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline, RetryableError
 
 logger = logging.getLogger("aispend.exporter")
@@ -144,8 +143,7 @@ def serve_otlp_http(
         try:
             request = otlp.decode_json(body) if as_json else otlp.decode_protobuf(body)
         except otlp.MalformedPayload as exc:
-            with pipeline.lock:
-                UsageMetrics.bump(pipeline.metrics.rejected, "malformed_payload")
+            pipeline.count_malformed()
             h.send_json(HTTPStatus.BAD_REQUEST, {"code": 3, "message": str(exc)})
             return
         try:

@@ -112,6 +112,11 @@ class Pipeline:
                     end_ns,
                 )
 
+    def count_malformed(self) -> None:
+        """A whole export request that could not be decoded (the receivers answer it)."""
+        with self.lock:
+            UsageMetrics.bump(self.metrics.rejected, "malformed_payload")
+
     # -- one export -----------------------------------------------------------------------------
     def export(self, request: ExportTraceServiceRequest) -> BatchResult:
         calls: list[Call] = []

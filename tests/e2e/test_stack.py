@@ -22,6 +22,7 @@ from aispend.devstack import Stack, StackConfig
 from tests.fakes.providers import FakeProviders
 from tests.grafana.queries import grafana_queries
 from tests.support.binaries import require
+from tests.support.polling import eventually
 from tests.support.stack import point_alertmanager_at, shop_app_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,12 +82,9 @@ def scalar(port: int, promql: str) -> float | None:
 
 
 def wait_for(what: str, check, timeout: float = 60.0, stack: Stack | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
+    value = eventually(check, timeout, interval=0.2)
+    if value:
+        return value
     logs = "\n".join(f"--- {n}\n{stack.log(n)}" for n in stack.procs) if stack else ""
     pytest.fail(f"timed out waiting for {what}\n{logs}")
 

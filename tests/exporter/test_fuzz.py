@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aispend.exporter.grpc_receiver import EXPORT_METHOD
 from tests.exporter.server import running, scrape, value
 from tests.exporter.spans import llm, otlp_request
 from tests.exporter.test_receivers import post
 
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -28,7 +28,7 @@ def exporter():
 @pytest.fixture(scope="module")
 def export(exporter):
     channel = grpc.insecure_channel(f"127.0.0.1:{exporter.ports['otlp_grpc']}")
-    yield channel.unary_unary(EXPORT)
+    yield channel.unary_unary(EXPORT_METHOD)
     channel.close()
 
 

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import urllib.request
 
 import grpc
 import pytest
 
+from aispend.exporter.grpc_receiver import EXPORT_METHOD
 from tests.exporter.server import ServeProcess, scrape, value
 from tests.exporter.spans import llm, otlp_request
-
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+from tests.support.polling import eventually
 
 
 def grpc_export(port: int, request) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        channel.unary_unary(EXPORT)(request.SerializeToString(), timeout=10)
+        channel.unary_unary(EXPORT_METHOD)(request.SerializeToString(), timeout=10)
 
 
 def test_restart_continues_counters_and_retries_count_once(tmp_path):
@@ -62,20 +61,11 @@ def test_sighup_reloads_budgets_and_survives_a_broken_file(tmp_path):
         assert [b["limit_usd"] for b in json.load(urllib.request.urlopen(api))["budgets"]] == [10.0]
         budgets.write_text("budgets:\n  - {name: all, period: month, amount_usd: 25}\n")
         proc.signal(signal.SIGHUP)
-        assert _eventually(lambda: json.load(urllib.request.urlopen(api))["budgets"][0]["limit_usd"] == 25.0)
+        assert eventually(lambda: json.load(urllib.request.urlopen(api))["budgets"][0]["limit_usd"] == 25.0)
         budgets.write_text("budgets: [{name: all, period: fortnight, amount_usd: 1}]")
         proc.signal(signal.SIGHUP)
-        assert _eventually(lambda: value(scrape(proc.ports["metrics"]), "aispend_config_errors_total") == 1)
+        assert eventually(lambda: value(scrape(proc.ports["metrics"]), "aispend_config_errors_total") == 1)
         assert json.load(urllib.request.urlopen(api))["budgets"][0]["limit_usd"] == 25.0  # the old one stays
         assert value(scrape(proc.ports["metrics"]), "aispend_budget_limit_usd", budget="all") == 25.0
     finally:
         assert proc.stop() == 0
-
-
-def _eventually(check, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False

@@ -11,6 +11,7 @@ import pytest
 import trustme
 
 from aispend.exporter.config import ExporterConfig
+from aispend.exporter.grpc_receiver import EXPORT_METHOD
 from aispend.exporter.ledger import Filters, SQLiteLedger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline
@@ -18,7 +19,6 @@ from aispend.pricing import PriceEngine
 from tests.exporter.server import running, value
 from tests.exporter.spans import NOW_NS, llm, otlp_request
 
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 DAY_NS = 86_400 * 10**9
 
 
@@ -35,7 +35,9 @@ def test_tls_grpc_http_and_metrics(tmp_path):
             credentials,
             options=[("grpc.ssl_target_name_override", "localhost")],
         ) as channel:
-            channel.unary_unary(EXPORT)(otlp_request([llm("openai", "gpt-4", 150, 75)]).SerializeToString(), timeout=10)
+            channel.unary_unary(EXPORT_METHOD)(
+                otlp_request([llm("openai", "gpt-4", 150, 75)]).SerializeToString(), timeout=10
+            )
         context = ssl.create_default_context(cadata=ca.cert_pem.bytes().decode())
         body = otlp_request([llm("openai", "gpt-4", 150, 75)]).SerializeToString()
         request = urllib.request.Request(

@@ -21,6 +21,7 @@ from aispend.instrumentation.budgets import BudgetStateUnavailableError
 from tests.exporter.server import running, scrape, value
 from tests.exporter.test_receivers import post
 from tests.instrumentation.conftest import ANTHROPIC_KEY, OPENAI_KEY, provider_urls
+from tests.support.polling import eventually
 
 REFRESH = 0.2
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -31,15 +32,6 @@ budgets:
   - {name: beta-warn, period: month, amount_usd: 0.00001, scope: {feature: beta}, enforce: warn}
   - {name: everything, period: month, amount_usd: 1000}
 """
-
-
-def wait_for(check, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
@@ -74,7 +66,7 @@ def test_enforced_budget_blocks_matching_calls_until_raised(fake, app):
     with aispend.attribute(customer="acme"):
         oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # spends past $0.00005
     guard = instrumentor.guard
-    assert wait_for(lambda: guard._block), "the guard never saw the exhausted budget"
+    assert eventually(lambda: guard._block), "the guard never saw the exhausted budget"
     sent = len(fake.requests)
     with aispend.attribute(customer="acme"):
         for call in (
@@ -106,7 +98,7 @@ def test_enforced_budget_blocks_matching_calls_until_raised(fake, app):
     )
     assert status == 200 and json.loads(body)["exhausted"] is False
     raised_at = time.monotonic()
-    assert wait_for(lambda: not guard._block, timeout=REFRESH * 5)
+    assert eventually(lambda: not guard._block, timeout=REFRESH * 5)
     assert time.monotonic() - raised_at <= REFRESH * 3  # within about one refresh interval
     with aispend.attribute(customer="acme"):
         oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
@@ -118,7 +110,7 @@ def test_warn_mode_logs_once_and_lets_calls_through(fake, app, caplog):
     oai = openai.OpenAI(base_url=fake.openai_base, api_key=OPENAI_KEY, max_retries=0)
     with aispend.attribute(feature="beta"):
         oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-        assert wait_for(lambda: instrumentor.guard._warn)
+        assert eventually(lambda: instrumentor.guard._warn)
         with caplog.at_level(logging.WARNING, logger="aispend.instrumentation"):
             for _ in range(3):
                 oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
@@ -169,10 +161,10 @@ def test_fail_closed_blocks_until_the_exporter_answers(fake, tmp_path):
         budgets.write_text("budgets: [{name: acme, amount_usd: 100, scope: {customer: acme}, enforce: true}]")
         with running(budgets=str(budgets)) as exporter:
             instrumentor.guard.url = f"http://127.0.0.1:{exporter.ports['metrics']}/v1/budgets"
-            assert wait_for(lambda: instrumentor.guard._reachable)
+            assert eventually(lambda: instrumentor.guard._reachable)
             with aispend.attribute(customer="acme"):
                 oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-        assert wait_for(lambda: not instrumentor.guard._reachable)
+        assert eventually(lambda: not instrumentor.guard._reachable)
         oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # no enforced budget covers it
         with aispend.attribute(customer="acme"), pytest.raises(BudgetStateUnavailableError):
             oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
