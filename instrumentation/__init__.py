@@ -28,6 +28,11 @@ Settings (keyword argument to ``instrument()`` or environment variable):
 - ``AISPEND_FEATURE``, ``AISPEND_CUSTOMER``, ``AISPEND_KEY``: default attribution.
 - ``budgets_url`` / ``AISPEND_BUDGETS_URL``: enable the budget guard (see ``aispend.budgets``).
 
+Latency: the calling thread only routes the request and keeps references to the bytes; parsing
+and span creation run on one background thread per process (``aispend-recorder``), mostly while
+the app waits on the network. ``TracerProvider.force_flush()`` and ``shutdown()`` (and so
+interpreter exit) wait for it, so a serverless handler that flushes before returning loses nothing.
+
 Double counting: when another GenAI instrumentation (opentelemetry-instrumentation-openai-v2,
 OpenLLMetry, OpenLIT, or the Anthropic SDK's own spans) is active too, both spans are exported;
 the aispend exporter counts each call once (same trace and ``gen_ai.response.id``), keeping the
@@ -51,6 +56,7 @@ from aispend.instrumentation.config import InstrumentationConfig
 from aispend.instrumentation.hooks import httpx_clients, requests_session
 from aispend.instrumentation.package import _instruments_any
 from aispend.instrumentation.safety import log_once
+from aispend.instrumentation.worker import worker
 
 __all__ = ["AiSpendInstrumentor", "attribute"]
 
@@ -95,6 +101,12 @@ class AiSpendInstrumentor(BaseInstrumentor):
         requests = _optional("requests")
         if requests is not None:
             self._wrap(requests.Session, "send", requests_session.send(self.recorder))
+        sdk = _optional("opentelemetry.sdk.trace")
+        if sdk is not None:
+            # Spans are recorded on a background thread: whoever flushes or shuts down the SDK's
+            # tracer provider (a serverless handler, atexit) gets the finished calls' spans too.
+            self._wrap(sdk.TracerProvider, "force_flush", _flush_first)
+            self._wrap(sdk.TracerProvider, "shutdown", _flush_first)
 
     def _wrap(self, cls: type, method: str, wrapper: Any) -> None:
         try:
@@ -103,7 +115,13 @@ class AiSpendInstrumentor(BaseInstrumentor):
         except Exception as exc:
             log_once(f"wrapping {cls.__module__}.{cls.__qualname__}.{method}", exc)
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the spans of every call that has finished so far are recorded (they are
+        made on a background thread; see ``calls``). False if that took longer than ``timeout``."""
+        return worker.flush(timeout)
+
     def _uninstrument(self, **kwargs: Any) -> None:
+        worker.flush(2.0)
         while self._wrapped:
             cls, method = self._wrapped.pop()
             unwrap(cls, method)
@@ -121,6 +139,14 @@ _SETTINGS = (
     "budgets_refresh_seconds",
     "budgets_fail_closed",
 )
+
+
+def _flush_first(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    try:
+        worker.flush(2.0)
+    except Exception as exc:
+        log_once("flushing recorded calls", exc)
+    return wrapped(*args, **kwargs)
 
 
 def _optional(name: str) -> Any:

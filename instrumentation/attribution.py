@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from opentelemetry import baggage
+from opentelemetry.context import Context
 
 from aispend import semconv
 
@@ -95,19 +96,30 @@ def env_defaults(environ: Mapping[str, str] | None = None) -> Attribution:
     )
 
 
-def from_baggage() -> Attribution:
-    entries = baggage.get_all()
+def from_baggage(context: Context | None = None) -> Attribution:
+    entries = baggage.get_all(context)
     if not entries:
         return EMPTY
     values = {f: entries.get(a) for f, a in semconv.ATTRIBUTION_ATTRIBUTES.items()}
     return Attribution(**{k: str(v) for k, v in values.items() if v})
 
 
-def resolve(headers: Attribution, detected_key: str | None, defaults: Attribution) -> Attribution:
-    """Apply the resolution order described in the module docstring."""
-    found = headers.merged_over(current()) if headers is not EMPTY else current()
-    if baggage.get_all():
-        found = found.merged_over(from_baggage())
+def resolve(
+    headers: Attribution,
+    detected_key: str | None,
+    defaults: Attribution,
+    scoped: Attribution | None = None,
+    context: Context | None = None,
+) -> Attribution:
+    """Apply the resolution order described in the module docstring.
+
+    ``scoped`` and ``context`` are the ``attribute()`` values and OTel context as they were when
+    the request left (the span is recorded later, on another thread); default: the current ones.
+    """
+    scoped = current() if scoped is None else scoped
+    found = headers.merged_over(scoped) if headers is not EMPTY else scoped
+    if baggage.get_all(context):
+        found = found.merged_over(from_baggage(context))
     if detected_key and not found.key:
         found = replace(found, key=detected_key)
     return found.merged_over(defaults) if defaults != EMPTY else found

@@ -1,8 +1,17 @@
 """One provider call's span, from the request leaving the process to the last byte of its answer.
 
 The HTTP hooks hand us client-independent ``HttpRequest``/``HttpResponse`` values and raw body
-chunks; adapters turn them into attributes; ``Call.finish`` ends the span exactly once, whichever
-of end-of-stream, close, garbage collection or an error comes first.
+chunks; adapters turn them into attributes; ``Call.finish`` records the span exactly once,
+whichever of end-of-stream, close, garbage collection or an error comes first.
+
+Split by thread. On the calling thread: route the request, strip the ``x-aispend-*`` headers,
+note the time, the OTel context and the ``attribute()`` scope, and hand the body bytes (each
+streamed chunk as it passes) to ``worker``. On the worker: parse the request, the response and
+the stream, resolve attribution, and make the span with the noted start time and parent. Made
+in one go it is the same span the SDK would export had it been started when the request left;
+aispend never makes its span current, so nothing can tell the difference while the call is in
+flight. With the budget guard on, the request is read on the calling thread, since the guard
+needs the model and the attribution before the call is sent.
 """
 
 from __future__ import annotations
@@ -13,9 +22,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from aispend import semconv as sc
 from aispend.errors import BudgetExceededError
@@ -28,11 +39,13 @@ from aispend.instrumentation.exchange import MAX_BODY, HttpRequest, HttpResponse
 from aispend.instrumentation.safety import log_once
 from aispend.instrumentation.sdk_errors import for_sdk
 from aispend.instrumentation.sse import SSEParser
+from aispend.instrumentation.worker import Worker, worker
 from aispend.keys import alias_for
 
 R = TypeVar("R")
 BudgetCheck = Callable[[str, str | None, attribution.Attribution, str], None]
 _NAMED_BY_PROVIDER = {"image", "search", "image_search"}
+BATCH_BYTES = 64 * 1024  # streamed bytes held (by reference) before the worker is handed them
 
 
 class Recorder:
@@ -44,11 +57,13 @@ class Recorder:
         config: InstrumentationConfig,
         router: Router | None = None,
         budget_check: BudgetCheck | None = None,
+        jobs: Worker | None = None,
     ) -> None:
         self.tracer = tracer
         self.config = config
         self.router = router or Router(config.provider_urls)
         self.budget_check = budget_check
+        self.jobs = jobs or worker
         self._aliases: dict[str, str] = {}  # key -> alias, so each key is fingerprinted once
 
     def begin(
@@ -66,31 +81,24 @@ class Recorder:
             if adapter is None:
                 return None
             request = complete()
-            start = adapter.request_attributes(request)
-            if start is None:
-                return None
-            who = self._attribution(adapter, request, strip_header)
+            headers = _attribution_headers(request, strip_header)
+            call = Call(self, adapter, request, headers)
         except Exception as exc:
             log_once("reading the request", exc)
             return None
         if self.budget_check is not None:
-            self._check_budget(adapter, start, request, who)
-        try:
-            return self._start(adapter, start, request, who)
-        except Exception as exc:
-            log_once("starting the span", exc)
-            return None
+            try:
+                ready = call.prepare()
+            except Exception as exc:
+                log_once("reading the request", exc)
+                return None
+            if not ready:
+                return None
+            self._check_budget(call)
+        return call
 
-    def _attribution(
-        self, adapter: Adapter, request: HttpRequest, strip_header: Callable[[str], None]
-    ) -> attribution.Attribution:
-        from_headers: dict[str, str] = {}
-        for field, header in sc.ATTRIBUTION_HEADERS.items():
-            value = request.headers.get(header)
-            if value is not None:
-                from_headers[field] = value
-                strip_header(header)
-        secret = adapter.api_key(request)
+    def attribution(self, call: Call) -> attribution.Attribution:
+        secret = call.adapter.api_key(call.request)
         detected = None
         if secret:
             detected = self._aliases.get(secret)
@@ -98,41 +106,31 @@ class Recorder:
                 if len(self._aliases) > 256:
                     self._aliases.clear()
                 detected = self._aliases[secret] = alias_for(secret, self.config.key_aliases)
-        from_request = attribution.Attribution(**from_headers) if from_headers else attribution.EMPTY
-        return attribution.resolve(from_request, detected, self.config.defaults)
+        from_request = attribution.Attribution(**call.headers) if call.headers else attribution.EMPTY
+        return attribution.resolve(from_request, detected, self.config.defaults, call.scoped, call.context)
 
-    def _check_budget(
-        self, adapter: Adapter, start: CallStart, request: HttpRequest, who: attribution.Attribution
-    ) -> None:
-        assert self.budget_check is not None
+    def _check_budget(self, call: Call) -> None:
+        assert self.budget_check is not None and call.start is not None and call.who is not None
         try:
-            self.budget_check(adapter.provider, start.model, who, start.operation)
+            self.budget_check(call.adapter.provider, call.start.model, call.who, call.start.operation)
         except BudgetExceededError as exc:
-            self._record_blocked(adapter, start, request, who)
-            raise for_sdk(exc, request.headers) from None
+            call.blocked()
+            raise for_sdk(exc, call.request.headers) from None
         except Exception as exc:
             log_once("checking budgets", exc)
 
-    def _record_blocked(
-        self, adapter: Adapter, start: CallStart, request: HttpRequest, who: attribution.Attribution
-    ) -> None:
-        """The call that was not sent: an error span with no usage, so it is counted at $0."""
-        try:
-            attrs = _start_attributes(adapter, start, request, who)
-            attrs[sc.ERROR_TYPE] = sc.ERROR_BUDGET_EXCEEDED
-            span = self.tracer.start_span(_span_name(adapter, start), kind=SpanKind.CLIENT, attributes=attrs)
-            span.set_status(Status(StatusCode.ERROR, sc.ERROR_BUDGET_EXCEEDED))
-            span.end()
-        except Exception as inner:
-            log_once("recording a blocked call", inner)
 
-    def _start(self, adapter: Adapter, start: CallStart, request: HttpRequest, who: attribution.Attribution) -> Call:
-        span = self.tracer.start_span(
-            _span_name(adapter, start),
-            kind=SpanKind.CLIENT,
-            attributes=_start_attributes(adapter, start, request, who),
-        )
-        return Call(self, adapter, start, span)
+def _attribution_headers(request: HttpRequest, strip_header: Callable[[str], None]) -> dict[str, str]:
+    """``x-aispend-*`` values, removed from the request before it is sent."""
+    found: dict[str, str] = {}
+    if not request.headers:
+        return found
+    for field, header in sc.ATTRIBUTION_HEADERS.items():
+        value = request.headers.get(header)
+        if value is not None:
+            found[field] = value
+            strip_header(header)
+    return found
 
 
 def _span_name(adapter: Adapter, start: CallStart) -> str:
@@ -165,22 +163,43 @@ def _start_attributes(
 
 
 class Call:
-    """The span of one call in flight; ``finish`` is idempotent and thread-safe."""
+    """One call in flight. Its public methods run on the calling thread and only queue work;
+    ``finish`` is idempotent and thread-safe and queues the span's recording exactly once."""
 
-    __slots__ = ("_done", "_first_chunk", "_lock", "_started", "adapter", "observed", "recorder", "span", "start")
+    __slots__ = (
+        "_done",
+        "_first_chunk",
+        "_lock",
+        "_start_ns",
+        "_started",
+        "adapter",
+        "context",
+        "headers",
+        "observed",
+        "recorder",
+        "request",
+        "scoped",
+        "start",
+        "who",
+    )
 
-    def __init__(self, recorder: Recorder, adapter: Adapter, start: CallStart, span: Span) -> None:
+    def __init__(self, recorder: Recorder, adapter: Adapter, request: HttpRequest, headers: dict[str, str]) -> None:
         self.recorder = recorder
         self.adapter = adapter
-        self.start = start
-        self.span = span
-        self.observed = Observed(output_text=[] if recorder.config.capture_content else None)
+        self.request = request
+        self.headers = headers
+        self.context: Context = otel_context.get_current()  # the parent, as it was when the request left
+        self.scoped = attribution.current()
+        self.start: CallStart | None = None  # filled in by prepare(), on the worker
+        self.who: attribution.Attribution | None = None
+        self.observed: Observed | None = None
+        self._start_ns = time.time_ns()
         self._started = time.monotonic()
         self._first_chunk: float | None = None
         self._done = False
         self._lock = threading.Lock()
 
-    # -- outcomes ---------------------------------------------------------------------------
+    # -- calling thread -----------------------------------------------------------------------
     def run(self, send: Callable[[], R]) -> R:
         """Make the real request; an exception it raises is recorded, then re-raised unchanged."""
         try:
@@ -205,62 +224,101 @@ class Call:
         """A fully read response (non-streaming)."""
         if self._done:
             return
-        try:
-            self.observed.attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status
-            if self.span.is_recording():
-                self.adapter.response_attributes(self.start, HttpResponse(status, headers, body), self.observed)
-        except Exception as exc:
-            log_once(f"{self.adapter.provider} response", exc)
+        self.recorder.jobs.submit(self._read_response, status, headers, body)
         self.finish(status=status)
 
     def tap(self, status: int, headers: Mapping[str, str], already_decoded: bool = False) -> Tap | None:
         """An observer for a body the user will stream; None if there is nothing to observe."""
         if self._done:
             return None
-        try:
-            self.observed.attributes[sc.HTTP_RESPONSE_STATUS_CODE] = status
-            if not self.span.is_recording():
-                self.finish(status=status)
-                return None
-            encoding = None if already_decoded else headers.get("content-encoding")
-            return Tap(self, status, headers, decoder_for(encoding))
-        except Exception as exc:
-            log_once("observing a stream", exc)
-            self.finish(status=status)
-            return None
-
-    def first_chunk(self) -> None:
-        if self._first_chunk is None:
-            self._first_chunk = time.monotonic()
+        return Tap(self, status, headers, already_decoded)
 
     def finish(self, status: int | None = None, error_type: str | None = None) -> None:
+        end_ns = time.time_ns()
         with self._lock:
             if self._done:
                 return
             self._done = True
+        self.recorder.jobs.submit(self._record, status, error_type, end_ns)
+
+    def blocked(self) -> None:
+        """The call that was not sent: an error span with no usage, so it is counted at $0."""
+        with self._lock:
+            self._done = True
         try:
-            self._finish_attributes(status, error_type)
+            self._make_span({sc.ERROR_TYPE: sc.ERROR_BUDGET_EXCEEDED}, sc.ERROR_BUDGET_EXCEEDED, time.time_ns())
+        except Exception as exc:
+            log_once("recording a blocked call", exc)
+
+    # -- worker ---------------------------------------------------------------------------------
+    def prepare(self) -> bool:
+        """Read the request (once); False if the adapter says this is not a call it tracks."""
+        if self.observed is None:
+            self.observed = Observed(output_text=[] if self.recorder.config.capture_content else None)
+            self.start = self.adapter.request_attributes(self.request)
+            if self.start is not None:
+                self.who = self.recorder.attribution(self)
+        return self.start is not None
+
+    def _read_response(self, status: int, headers: Mapping[str, str], body: bytes | None) -> None:
+        try:
+            if self.prepare():
+                assert self.start is not None and self.observed is not None
+                self.adapter.response_attributes(self.start, HttpResponse(status, headers, body), self.observed)
+        except Exception as exc:
+            log_once(f"{self.adapter.provider} response", exc)
+
+    def _record(self, status: int | None, error_type: str | None, end_ns: int) -> None:
+        try:
+            if not self.prepare():
+                return
+        except Exception as exc:
+            log_once("reading the request", exc)
+            return
+        attrs: dict[str, Any] = {}
+        failure: str | None = None
+        try:
+            attrs = self._attributes(status, error_type)
+            failure = attrs.get(sc.ERROR_TYPE)
         except Exception as exc:
             log_once("finishing the span", exc)
-        finally:
-            try:
-                self.span.end()
-            except Exception as exc:
-                log_once("ending the span", exc)
+        try:
+            self._make_span(attrs, failure, end_ns)
+        except Exception as exc:
+            log_once("recording the span", exc)
 
-    def _finish_attributes(self, status: int | None, error_type: str | None) -> None:
-        span, observed, start = self.span, self.observed, self.start
-        if not span.is_recording():
+    def _make_span(self, attrs: dict[str, Any], failure: str | None, end_ns: int) -> None:
+        if self.start is None and not self.prepare():
             return
+        assert self.start is not None and self.who is not None
+        all_attrs = _start_attributes(self.adapter, self.start, self.request, self.who)
+        all_attrs.update(attrs)
+        span = self.recorder.tracer.start_span(
+            _span_name(self.adapter, self.start),
+            context=self.context,
+            kind=SpanKind.CLIENT,
+            attributes=all_attrs,
+            start_time=self._start_ns,
+        )
+        if failure is not None:
+            span.set_status(Status(StatusCode.ERROR, failure))
+        span.end(end_time=end_ns)
+
+    def _attributes(self, status: int | None, error_type: str | None) -> dict[str, Any]:
+        """What the response said, plus the outcome; ``error.type`` set if the call failed."""
+        observed, start = self.observed, self.start
+        assert observed is not None and start is not None
         attrs = observed.attributes  # finished: nothing else writes to it
+        if status is not None:
+            attrs[sc.HTTP_RESPONSE_STATUS_CODE] = status
+        failure = None
         failed = error_type is not None or (status is not None and status >= 400)
         if failed:
-            kind = error_type or observed.error_type or (str(status) if status else sc.ERROR_OTHER)
-            attrs[sc.ERROR_TYPE] = kind
-            span.set_status(Status(StatusCode.ERROR, kind))
+            failure = error_type or observed.error_type or (str(status) if status else sc.ERROR_OTHER)
         elif observed.error_type is not None:  # an error event inside a 200 stream
-            attrs[sc.ERROR_TYPE] = observed.error_type
-            span.set_status(Status(StatusCode.ERROR, observed.error_type))
+            failure = observed.error_type
+        if failure is not None:
+            attrs[sc.ERROR_TYPE] = failure
         if start.kind in ("llm", "embedding") and not observed.usage_reported and not failed:
             # No usage from the provider (stream without include_usage, truncated or abandoned
             # stream, a host that omits it): estimate, and say so.
@@ -271,7 +329,7 @@ class Call:
             attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self._first_chunk - self._started
         if self.recorder.config.capture_content:
             _capture(attrs, start, observed)
-        span.set_attributes(attrs)
+        return attrs
 
 
 def _capture(attrs: dict[str, Any], start: CallStart, observed: Observed) -> None:
@@ -284,57 +342,92 @@ def _capture(attrs: dict[str, Any], start: CallStart, observed: Observed) -> Non
 
 
 class Tap:
-    """Sees a copy of each streamed chunk on its way to the user; holds parser state only."""
+    """Sees each streamed chunk on its way to the user. ``feed`` only keeps a reference to the
+    chunk (bytes are immutable) and hands them to the worker in batches of up to ``BATCH_BYTES``;
+    the decoder and SSE parser live on the worker."""
 
-    __slots__ = ("_body", "_call", "_decoder", "_sse", "_status")
+    __slots__ = ("_body", "_call", "_chunks", "_decoder", "_jobs", "_pending", "_sse", "_status")
 
-    def __init__(self, call: Call, status: int, headers: Mapping[str, str], decoder: Decoder | None) -> None:
+    def __init__(self, call: Call, status: int, headers: Mapping[str, str], already_decoded: bool) -> None:
         self._call = call
         self._status = status
-        self._decoder = decoder
+        self._jobs = call.recorder.jobs
+        self._decoder: Decoder | None = None
         self._sse: SSEParser | None = None
         self._body: bytearray | None = None
-        content_type = headers.get("content-type", "")
-        if decoder is not None and "text/event-stream" in content_type and status < 400:
-            observer = call.adapter.stream_observer(call.start, call.observed)
-            if observer is not None:
-                self._sse = SSEParser(observer.on_event)
-        if self._sse is None and decoder is not None:
-            self._body = bytearray()
+        self._chunks: list[bytes] = []
+        self._pending = 0
+        self._jobs.submit(
+            self._open, headers.get("content-type", ""), None if already_decoded else headers.get("content-encoding")
+        )
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
             return
-        self._call.first_chunk()
-        if self._decoder is None:
-            return
-        try:
-            data = self._decoder.decode(chunk)
-            if self._sse is not None:
-                self._sse.feed(data)
-            elif self._body is not None:
-                if len(self._body) + len(data) > MAX_BODY:
-                    self._body = None  # too large to parse: pass through unobserved
-                else:
-                    self._body += data
-        except Exception as exc:
-            log_once(f"{self._call.adapter.provider} stream parsing", exc)
-            self._decoder = None
+        call = self._call
+        if call._first_chunk is None:
+            call._first_chunk = time.monotonic()
+        self._chunks.append(chunk)
+        self._pending += len(chunk)
+        if self._pending > BATCH_BYTES:
+            self._jobs.submit(self._feed, self._chunks)
+            self._chunks, self._pending = [], 0
 
     def finish(self, error: BaseException | None = None) -> None:
         """End of stream, close, garbage collection or an error while reading."""
         call = self._call
         if call._done:
             return
+        self._jobs.submit(self._close, self._chunks)
+        self._chunks = []
+        call.finish(status=self._status, error_type=type(error).__qualname__ if error is not None else None)
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _open(self, content_type: str, encoding: str | None) -> None:
+        call = self._call
+        try:
+            if not call.prepare():
+                return
+            assert call.start is not None and call.observed is not None
+            self._decoder = decoder_for(encoding)
+            if self._decoder is not None and "text/event-stream" in content_type and self._status < 400:
+                observer = call.adapter.stream_observer(call.start, call.observed)
+                if observer is not None:
+                    self._sse = SSEParser(observer.on_event)
+            if self._sse is None and self._decoder is not None:
+                self._body = bytearray()
+        except Exception as exc:
+            log_once("observing a stream", exc)
+            self._decoder = None
+
+    def _feed(self, chunks: list[bytes]) -> None:
+        if self._decoder is None:
+            return
+        try:
+            for chunk in chunks:
+                data = self._decoder.decode(chunk)
+                if self._sse is not None:
+                    self._sse.feed(data)
+                elif self._body is not None:
+                    if len(self._body) + len(data) > MAX_BODY:
+                        self._body = None  # too large to parse: pass through unobserved
+                    else:
+                        self._body += data
+        except Exception as exc:
+            log_once(f"{self._call.adapter.provider} stream parsing", exc)
+            self._decoder = None
+
+    def _close(self, chunks: list[bytes]) -> None:
+        self._feed(chunks)
+        call = self._call
         try:
             if self._sse is not None:
                 self._sse.close()
-            elif self._body is not None:
+            elif self._body is not None and call.start is not None and call.observed is not None:
                 response = HttpResponse(self._status, {}, bytes(self._body))
                 call.adapter.response_attributes(call.start, response, call.observed)
         except Exception as exc:
             log_once(f"{call.adapter.provider} stream parsing", exc)
-        call.finish(status=self._status, error_type=type(error).__qualname__ if error is not None else None)
 
 
 def get_tracer(tracer_provider: trace.TracerProvider | None, version: str) -> Tracer:

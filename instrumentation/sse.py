@@ -1,7 +1,8 @@
 """Incremental Server-Sent-Events parsing over arbitrary byte chunks (no buffering of the stream).
 
 Only the current, incomplete line is held; complete events are handed to a callback as soon as
-their terminating blank line arrives.
+their terminating blank line arrives. This runs once per chunk the user reads, so lines stay
+bytes until an event is complete and only its data is decoded.
 """
 
 from __future__ import annotations
@@ -18,43 +19,51 @@ class SSEParser:
         self._on_event = on_event
         self._partial = b""
         self._event = ""
-        self._data: list[str] = []
+        self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
             return
         buf = self._partial + chunk if self._partial else chunk
         lines = buf.splitlines(keepends=True)
-        if lines and not lines[-1].endswith((b"\n", b"\r")):
+        # an unfinished line, or one ending in a CR whose LF may start the next chunk, waits for more
+        if not lines[-1].endswith(b"\n"):
             self._partial = lines.pop()
         else:
             self._partial = b""
+        data = self._data
         for raw in lines:
-            self._line(raw.rstrip(b"\r\n").decode("utf-8", "replace"))
+            line = raw.rstrip(b"\r\n")
+            if not line:
+                if data:
+                    self._dispatch()
+                else:
+                    self._event = ""
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif not line.startswith(b":"):  # ":" starts a comment
+                self._field(line)
 
     def close(self) -> None:
         """End of stream: a final event without its blank line still counts."""
         if self._partial:
-            self._line(self._partial.decode("utf-8", "replace"))
-            self._partial = b""
+            partial, self._partial = self._partial, b""
+            self.feed(partial + b"\n")
         self._dispatch()
 
-    def _line(self, line: str) -> None:
-        if not line:
-            self._dispatch()
-            return
-        if line.startswith(":"):
-            return
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
+    def _field(self, line: bytes) -> None:
+        name, _, value = line.partition(b":")
+        if value.startswith(b" "):
             value = value[1:]
-        if name == "data":
+        if name == b"data":
             self._data.append(value)
-        elif name == "event":
-            self._event = value
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
 
     def _dispatch(self) -> None:
-        if self._data:
-            self._on_event(self._event, "\n".join(self._data))
+        data = self._data
+        if data:
+            text = data[0] if len(data) == 1 else b"\n".join(data)
+            data.clear()
+            self._on_event(self._event, text.decode("utf-8", "replace"))
         self._event = ""
-        self._data = []

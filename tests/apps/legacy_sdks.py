@@ -32,6 +32,7 @@ claude.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role
 with claude.messages.stream(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]) as s:
     s.get_final_message()
 print(json.dumps({"openai": openai.__version__, "anthropic": anthropic.__version__}))
+provider.force_flush()  # spans are recorded on aispend's background thread; this waits for them
 for span in memory.get_finished_spans():
     if "aispend.service.kind" in span.attributes:
         print(json.dumps({"name": span.name, **{k: v for k, v in span.attributes.items()}}, default=list))

@@ -40,6 +40,7 @@ class Harness:
     instrumentor: AiSpendInstrumentor
 
     def spans(self) -> list[ReadableSpan]:
+        assert self.instrumentor.flush(), "spans were not recorded within 5 s"
         return list(self.exporter.get_finished_spans())
 
     def span(self) -> ReadableSpan:

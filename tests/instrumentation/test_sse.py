@@ -1,0 +1,57 @@
+"""The incremental SSE parser gives the same events however the stream is cut into chunks."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aispend.instrumentation.sse import SSEParser
+
+text = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=30)
+events = st.lists(
+    st.tuples(st.sampled_from(["", "message_start", "content_block_delta"]), st.lists(text, min_size=1, max_size=3)),
+    min_size=1,
+    max_size=8,
+)
+
+
+def encode(evs: list[tuple[str, list[str]]], newline: str, comments: bool) -> bytes:
+    out = []
+    for name, lines in evs:
+        if comments:
+            out.append(f": keep-alive{newline}")
+        if name:
+            out.append(f"event: {name}{newline}")
+        out += [f"data: {line}{newline}" for line in lines]
+        out.append(newline)
+    return "".join(out).encode()
+
+
+def parse(chunks: list[bytes]) -> list[tuple[str, str]]:
+    got: list[tuple[str, str]] = []
+    parser = SSEParser(lambda event, data: got.append((event, data)))
+    for chunk in chunks:
+        parser.feed(chunk)
+    parser.close()
+    return got
+
+
+@settings(max_examples=300, deadline=None)
+@given(events, st.sampled_from(["\n", "\r\n", "\r"]), st.booleans(), st.lists(st.integers(1, 40), max_size=30))
+def test_any_chunking_gives_the_same_events(evs, newline, comments, cuts):
+    body = encode(evs, newline, comments)
+    chunks, pos = [], 0
+    for n in cuts:
+        chunks.append(body[pos : pos + n])
+        pos += n
+    chunks.append(body[pos:])
+    expected = [(name, "\n".join(lines)) for name, lines in evs]
+    assert parse(chunks) == expected
+
+
+def test_fields_without_space_and_final_event_without_blank_line():
+    assert parse([b"event:ping\ndata:{}\n\ndata: a\ndata: b"]) == [("ping", "{}"), ("", "a\nb")]
+
+
+def test_unknown_fields_and_bare_data_line():
+    assert parse([b"id: 7\nretry: 100\ndata\ndata: x\n\n"]) == [("", "\nx")]
