@@ -91,6 +91,8 @@ def _first(attrs: Mapping[str, Any], chain: tuple[str, ...]) -> Any:
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, tuple):
@@ -105,10 +107,17 @@ class _BadCount(ValueError):
 
 
 def _count(attrs: Mapping[str, Any], chain: tuple[str, ...], limit: int) -> int | None:
-    value = _first(attrs, chain)
-    if value is None:
-        return None
-    name = next(n for n in chain if attrs.get(n) is not None and attrs.get(n) != "")
+    for name in chain:
+        value = attrs.get(name)
+        if value is None or value == "":
+            continue
+        if type(value) is int and 0 <= value <= limit:  # the common case, checked first
+            return value
+        return _checked_count(name, value, limit)
+    return None
+
+
+def _checked_count(name: str, value: Any, limit: int) -> int:
     if isinstance(value, bool):
         raise _BadCount("bad_token_count", f"{name} is a boolean")
     if isinstance(value, str):
