@@ -94,6 +94,9 @@ REASONING_CHAIN = (
     "gen_ai.usage.completion_tokens_details.reasoning_tokens",
     "llm.token_count.completion_details.reasoning",
 )
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+OPENAI_API_BASE = "gen_ai.openai.api_base"  # OpenLLMetry
+RESPONSE_MODEL_CHAIN = (GEN_AI_RESPONSE_MODEL, "llm.response.model")
 COST_CHAIN = ("gen_ai.usage.cost.amount", GEN_AI_USAGE_COST, "llm.cost.total")
 CUSTOMER_CHAIN = (
     AISPEND_CUSTOMER,
@@ -106,3 +109,39 @@ CUSTOMER_CHAIN = (
     "llm.user",
 )
 FEATURE_CHAIN = (AISPEND_FEATURE, "traceloop.association.properties.feature", "traceloop.workflow.name")
+
+# Every span attribute the exporter reads. The receiver decodes only these (a peer's span can carry
+# dozens of prompt and completion attributes of many kB each that nothing here looks at).
+READ_BY_EXPORTER = frozenset(
+    {
+        *PROVIDER_CHAIN,
+        *MODEL_CHAIN,
+        *REQUEST_MODEL_CHAIN,
+        *RESPONSE_MODEL_CHAIN,
+        *OPERATION_CHAIN,
+        *INPUT_TOKENS_CHAIN,
+        *OUTPUT_TOKENS_CHAIN,
+        *CACHE_READ_CHAIN,
+        *CACHE_WRITE_CHAIN,
+        *REASONING_CHAIN,
+        *COST_CHAIN,
+        *CUSTOMER_CHAIN,
+        *FEATURE_CHAIN,
+        OPENINFERENCE_SPAN_KIND,
+        OPENAI_API_BASE,
+        GEN_AI_REQUEST_STREAM,
+        GEN_AI_RESPONSE_ID,
+        ERROR_TYPE,
+        HTTP_RESPONSE_STATUS_CODE,
+        SERVER_ADDRESS,
+        URL_FULL,
+        TELEMETRY_SDK_NAME,
+        AISPEND_SERVICE_KIND,
+        AISPEND_KEY,
+        AISPEND_USAGE_REQUESTS,
+        AISPEND_USAGE_IMAGES,
+        AISPEND_IMAGE_SIZE,
+        AISPEND_IMAGE_QUALITY,
+        AISPEND_USAGE_ESTIMATED,
+    }
+)

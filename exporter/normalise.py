@@ -151,7 +151,7 @@ def is_genai(attrs: Mapping[str, Any]) -> bool:
     return (
         _first(attrs, sc.PROVIDER_CHAIN) is not None
         or _first(attrs, sc.OPERATION_CHAIN) is not None
-        or attrs.get("openinference.span.kind") == "LLM"
+        or attrs.get(sc.OPENINFERENCE_SPAN_KIND) == "LLM"
     )
 
 
@@ -176,10 +176,10 @@ def normalise(
     if operation in NOT_BILLABLE:
         return None
     provider = providers.canonical(_text(_first(attrs, sc.PROVIDER_CHAIN))) or providers.from_host(
-        _text(attrs.get(sc.SERVER_ADDRESS) or attrs.get("gen_ai.openai.api_base") or attrs.get(sc.URL_FULL))
+        _text(attrs.get(sc.SERVER_ADDRESS) or attrs.get(sc.OPENAI_API_BASE) or attrs.get(sc.URL_FULL))
     )
     request_model = _text(_first(attrs, sc.REQUEST_MODEL_CHAIN))
-    response_model = _text(_first(attrs, (sc.GEN_AI_RESPONSE_MODEL, "llm.response.model")))
+    response_model = _text(_first(attrs, sc.RESPONSE_MODEL_CHAIN))
     kind = _text(attrs.get(sc.AISPEND_SERVICE_KIND)) or _KIND_BY_OPERATION.get(operation, "llm")
     try:
         input_tokens = _count(attrs, sc.INPUT_TOKENS_CHAIN, max_tokens)
