@@ -192,14 +192,16 @@ def run(fake_url: str, budgets_url: str, calls: int, rounds: int) -> None:
                 f"  {name:<24} added: wall median {added:>5,.0f} µs, CPU of the calling thread {cpu:>5,.0f} µs,"
                 f" CPU of all threads {total:>5,.0f} µs;  p99 {p:>7,.0f} (+{p - b99:>6,.0f})"
             )
-        # the calling thread's CPU time is the robust measure: wall time here is dominated by the
-        # fake server's scheduling noise (hundreds of µs either way)
-        ours = statistics.median(cpu_paired[("aispend", kind)])
-        official = statistics.median(cpu_paired[("openai-v2", kind)])
-        verdict = "met" if ours < 50 and ours < official else "NOT met"
-        print(
-            f"  aispend adds {ours:.0f} µs CPU vs openai-v2 {official:.0f} µs (< 50 µs and below openai-v2: {verdict})"
-        )
+        # Wall time is what the target names; here it carries the fake server's scheduling
+        # noise (hundreds of µs either way), so the calling thread's CPU time is shown beside it.
+        for measure, table in (("wall", paired), ("calling-thread CPU", cpu_paired)):
+            ours = statistics.median(table[("aispend", kind)])
+            official = statistics.median(table[("openai-v2", kind)])
+            verdict = "met" if ours < 50 and ours < official else "NOT met"
+            print(
+                f"  {measure}: aispend adds {ours:.0f} µs vs openai-v2 {official:.0f} µs"
+                f" (< 50 µs and below openai-v2: {verdict})"
+            )
 
     span_floor(provider_factory=TracerProvider)
     guard_cost()
