@@ -1,12 +1,12 @@
 # Two entry points, both self-installing on a fresh Debian + Python 3.11 machine:
 #   make run   - set up and start the exporter (+ Prometheus and Alertmanager when installed)
-#   make test  - set up and run the whole test suite (installs Prometheus/Alertmanager too)
+#   make test  - set up and run the whole test suite (installs Prometheus, Alertmanager and PostgreSQL too)
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench venv system-deps clean
+.PHONY: run test lint bench venv system-deps test-deps clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -25,7 +25,15 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
 	fi
 
-test: $(STAMP) system-deps
+# The PostgreSQL server, which the ledger tests start on their own (the package's cluster is unused).
+test-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	fi
+
+test: $(STAMP) system-deps test-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

@@ -83,6 +83,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import threading
 
     from aispend.exporter.config import ConfigError, ExporterConfig
+    from aispend.exporter.ledger import redacted
     from aispend.exporter.service import Exporter
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -115,7 +116,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             )
             if addr
         )
-        + f"; ledger {config.ledger}",
+        + f"; ledger {redacted(config.ledger)}",
         flush=True,
     )
     # A process signal may be delivered to any thread; Python runs the handler in the main thread
@@ -130,7 +131,7 @@ _SERVE_FLAGS = {
     "otlp_grpc": "OTLP/gRPC listen address (default 127.0.0.1:4317; '' disables)",
     "otlp_http": "OTLP/HTTP listen address (default 127.0.0.1:4318; '' disables)",
     "metrics": "/metrics and JSON API listen address (default 127.0.0.1:9464)",
-    "ledger": "ledger URL: sqlite:///path (default sqlite:///aispend.sqlite) or none",
+    "ledger": "ledger URL: sqlite:///path (default sqlite:///aispend.sqlite), postgresql://user:pw@host/db or none",
     "retention_days": "days of per-call rows to keep (daily totals are kept forever; default 90)",
     "prices": "price overrides file (YAML)",
     "budgets": "budgets file (YAML); re-read on SIGHUP",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from aispend.exporter.ledger import SQLiteLedger
+from aispend.exporter.ledger import Ledger
 from aispend.pricing import FreeTier
 
 
@@ -19,7 +19,7 @@ def period_start_day(tier: FreeTier, when: datetime) -> str | None:
 
 
 class FreeTierUsage:
-    def __init__(self, ledger: SQLiteLedger | None) -> None:
+    def __init__(self, ledger: Ledger | None) -> None:
         self._ledger = ledger
         self._used: dict[tuple[str, str, str | None], int] = {}
         self._pending: dict[tuple[str, str, str | None], int] = {}

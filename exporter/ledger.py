@@ -1,8 +1,12 @@
 """The per-call usage ledger: every recorded call, plus daily aggregates that outlive retention.
 
-SQLite (WAL) is the embedded default. Costs are stored as integer nano-dollars so SQL sums are
-exact; the in-memory counters keep full Decimal precision. A batch of calls is one transaction:
-the exporter acknowledges an OTLP export only after it commits.
+SQLite (WAL) is the embedded default; PostgreSQL (psycopg 3) is the option for teams that share
+one ledger or already run a database. Both take the same SQL, written once here from the column
+lists; only connecting, the placeholder style and transaction start differ. Costs are stored as
+integer nano-dollars so SQL sums are exact; the in-memory counters keep full Decimal precision. A
+batch of calls is one transaction: the exporter acknowledges an OTLP export only after it commits.
+The daily aggregates also keep duration histogram buckets, so the duration histogram survives a
+restart like the counters do.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from aispend.exporter.metrics import BUCKETS
 from aispend.exporter.normalise import Call
 
 NANO = Decimal(1_000_000_000)
@@ -43,46 +49,77 @@ CALL_COLUMNS = (
     "parent_span_id",
     "response_id",
 )
+_TEXT_CALL_COLUMNS = frozenset(
+    {"day", *LABEL_COLUMNS, "response_model", "kind", "status", "error_type", "trace_id", "span_id"}
+    | {"parent_span_id", "response_id"}
+)
 # what the per-call log shows (the ledger's bookkeeping columns left out)
 _LOG_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("day", "kind", "free_units", "parent_span_id", "response_id"))
+# calls per duration bucket: one per histogram bound, then one for longer calls
+DURATION_BUCKET_COLUMNS = tuple(f"duration_b{i}" for i in range(len(BUCKETS) + 1))
 SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "requests", "images", "cost_nusd", "unpriced", "duration_s")
+DAILY_SUM_COLUMNS = (*SUM_COLUMNS, *DURATION_BUCKET_COLUMNS)
 DAILY_KEY = ("day", *LABEL_COLUMNS, "status")
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS calls (
-    id INTEGER PRIMARY KEY,
-    ts_ns INTEGER NOT NULL, day TEXT NOT NULL, duration_s REAL NOT NULL,
-    service TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, operation TEXT NOT NULL,
-    feature TEXT NOT NULL, customer TEXT NOT NULL, key TEXT NOT NULL,
-    response_model TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, error_type TEXT NOT NULL,
-    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL,
-    cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
-    requests INTEGER NOT NULL, images INTEGER NOT NULL, cost_nusd INTEGER NOT NULL,
-    priced INTEGER NOT NULL, estimated INTEGER NOT NULL, free_units INTEGER NOT NULL,
-    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT NOT NULL, response_id TEXT NOT NULL
-);
--- Retried spans are dropped before they get here (pipeline.Deduper, restored from this table at
--- start), so no unique index on (trace_id, span_id): it would double the cost of every insert.
-CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts_ns);
-CREATE TABLE IF NOT EXISTS daily (
-    {", ".join(f"{c} TEXT NOT NULL" for c in DAILY_KEY)},
-    {", ".join(f"{c} {'REAL' if c == 'duration_s' else 'INTEGER'} NOT NULL" for c in SUM_COLUMNS)},
-    PRIMARY KEY ({", ".join(DAILY_KEY)})
-);
-CREATE TABLE IF NOT EXISTS budget_overrides (
-    budget TEXT PRIMARY KEY, amount_usd TEXT, reset_at_ns INTEGER
-);
-"""
+
+def _bucket(seconds: float) -> int:
+    for i, bound in enumerate(BUCKETS):
+        if seconds <= bound:
+            return i
+    return len(BUCKETS)
 
 
-def _placeholders(n: int) -> str:
-    return ", ".join("?" * n)
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between the backends' SQL."""
+
+    id_column: str
+    integer: str
+    real: str
+    begin: str
+
+    def schema(self) -> list[str]:
+        calls = ", ".join(
+            f"{c} {'TEXT' if c in _TEXT_CALL_COLUMNS else self.real if c == 'duration_s' else self.integer} NOT NULL"
+            for c in CALL_COLUMNS
+        )
+        daily_sums = ", ".join(
+            f"{c} {self.real if c == 'duration_s' else self.integer} NOT NULL DEFAULT 0" for c in DAILY_SUM_COLUMNS
+        )
+        return [
+            f"CREATE TABLE IF NOT EXISTS calls ({self.id_column}, {calls})",
+            # Retried spans are dropped before they get here (pipeline.Deduper, restored from this
+            # table at start), so no unique index on (trace_id, span_id): it would double the cost
+            # of every insert.
+            "CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts_ns)",
+            f"CREATE TABLE IF NOT EXISTS daily ({', '.join(f'{c} TEXT NOT NULL' for c in DAILY_KEY)}, {daily_sums}, "
+            f"PRIMARY KEY ({', '.join(DAILY_KEY)}))",
+            "CREATE TABLE IF NOT EXISTS budget_overrides (budget TEXT PRIMARY KEY, amount_usd TEXT, reset_at_ns "
+            f"{self.integer})",
+        ]
+
+    @staticmethod
+    def params(n: int) -> str:
+        return ", ".join("?" * n)
+
+    def insert_call(self) -> str:
+        return f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({self.params(len(CALL_COLUMNS))})"
+
+    def upsert_daily(self) -> str:
+        columns = DAILY_KEY + DAILY_SUM_COLUMNS
+        return (
+            f"INSERT INTO daily ({', '.join(columns)}) VALUES ({self.params(len(columns))}) "
+            f"ON CONFLICT ({', '.join(DAILY_KEY)}) DO UPDATE SET "
+            + ", ".join(f"{c} = daily.{c} + excluded.{c}" for c in DAILY_SUM_COLUMNS)
+        )
 
 
-_INSERT_CALL = f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({_placeholders(len(CALL_COLUMNS))})"
-_UPSERT_DAILY = (
-    f"INSERT INTO daily ({', '.join(DAILY_KEY + SUM_COLUMNS)}) VALUES ({_placeholders(len(DAILY_KEY + SUM_COLUMNS))}) "
-    f"ON CONFLICT ({', '.join(DAILY_KEY)}) DO UPDATE SET " + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
+SQLITE = Dialect(id_column="id INTEGER PRIMARY KEY", integer="INTEGER", real="REAL", begin="BEGIN IMMEDIATE")
+POSTGRES = Dialect(
+    id_column="id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    integer="BIGINT",
+    real="DOUBLE PRECISION",
+    begin="BEGIN",
 )
 
 
@@ -134,24 +171,31 @@ class Filters:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-class SQLiteLedger:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = self._connect()
-        self._conn.executescript(SCHEMA)
+class Ledger:
+    """The ledger's operations in SQL both backends take (written with ``?`` placeholders)."""
+
+    dialect: Dialect = SQLITE
+    url: str = ""
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._insert_call = self.dialect.insert_call()
+        self._upsert_daily = self.dialect.upsert_daily()
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
-
+    # -- what a backend provides -----------------------------------------------------------------
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        raise NotImplementedError
+
+    def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Run (sql, rows) pairs with executemany in one transaction; raise LedgerError on failure."""
+        raise NotImplementedError
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in its own transaction; the number of rows it changed."""
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
 
     # -- writing --------------------------------------------------------------------------------
     def write(self, calls: Sequence[Call]) -> None:
@@ -160,6 +204,7 @@ class SQLiteLedger:
             return
         rows = []
         daily: dict[tuple[str, ...], list[Any]] = {}
+        n_sums = len(SUM_COLUMNS)
         for c in calls:
             nano = to_nano(c.cost)
             day = utc_day(c.start_ns)
@@ -199,7 +244,7 @@ class SQLiteLedger:
             key = (day, c.service, c.provider, c.model, c.operation, c.feature, c.customer, c.key, c.status)
             agg = daily.get(key)
             if agg is None:
-                agg = daily[key] = [0] * (len(SUM_COLUMNS) - 1) + [0.0]
+                agg = daily[key] = [0] * (n_sums - 1) + [0.0] + [0] * len(DURATION_BUCKET_COLUMNS)
             agg[0] += 1
             agg[1] += c.input_tokens
             agg[2] += c.output_tokens
@@ -211,34 +256,22 @@ class SQLiteLedger:
             agg[8] += nano
             agg[9] += 0 if c.priced else 1
             agg[10] += c.duration_s
-        try:
-            with self._lock:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._conn.executemany(_INSERT_CALL, rows)
-                    self._conn.executemany(_UPSERT_DAILY, [(*k, *v) for k, v in daily.items()])
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-        except (sqlite3.Error, OverflowError) as exc:
-            raise LedgerError(f"ledger write failed: {exc}") from exc
+            agg[n_sums + _bucket(c.duration_s)] += 1
+        self._transaction([(self._insert_call, rows), (self._upsert_daily, [(*k, *v) for k, v in daily.items()])])
 
     def prune(self, retention_days: int, now_ns: int) -> int:
         """Delete calls older than the retention; daily aggregates are kept."""
         if retention_days <= 0:
             return 0
         cutoff = now_ns - retention_days * 86_400 * 1_000_000_000
-        with self._lock:
-            cur = self._conn.execute("DELETE FROM calls WHERE ts_ns < ?", (cutoff,))
-            return cur.rowcount
+        return self._execute("DELETE FROM calls WHERE ts_ns < ?", (cutoff,))
 
     # -- restoring ------------------------------------------------------------------------------
     def totals(self) -> Iterator[tuple[tuple[str, ...], str, dict[str, int], Decimal, int]]:
         """(labels, status, token sums, cost, calls) per label set: all time, from the aggregates."""
         sql = (
-            f"SELECT {', '.join(LABEL_COLUMNS)}, status, SUM(calls), "
-            f"{', '.join(f'SUM({c})' for c in TOKEN_COLUMNS)}, SUM(cost_nusd) FROM daily "
+            f"SELECT {', '.join(LABEL_COLUMNS)}, status, {_sum('calls')}, "
+            f"{', '.join(_sum(c) for c in TOKEN_COLUMNS)}, {_sum('cost_nusd')} FROM daily "
             f"GROUP BY {', '.join(LABEL_COLUMNS)}, status"
         )
         for row in self._read(sql):
@@ -247,9 +280,18 @@ class SQLiteLedger:
             tokens = dict(zip(("input", "output", "cache_read", "cache_write", "reasoning"), rest[2:7], strict=True))
             yield labels, rest[0], tokens, from_nano(rest[7]), rest[1]
 
+    def durations(self) -> list[tuple[tuple[str, str, str, str], float, list[int]]]:
+        """((provider, model, operation, status), seconds, calls per bucket): all time."""
+        sql = (
+            f"SELECT provider, model, operation, status, SUM(duration_s), "
+            f"{', '.join(_sum(c) for c in DURATION_BUCKET_COLUMNS)} FROM daily "
+            "GROUP BY provider, model, operation, status"
+        )
+        return [(tuple(row[:4]), float(row[4] or 0.0), [int(v or 0) for v in row[5:]]) for row in self._read(sql)]
+
     def unpriced_totals(self) -> list[tuple[str, str, int]]:
         return self._read(
-            "SELECT provider, model, SUM(unpriced) FROM daily GROUP BY provider, model HAVING SUM(unpriced) > 0"
+            f"SELECT provider, model, {_sum('unpriced')} FROM daily GROUP BY provider, model HAVING SUM(unpriced) > 0"
         )
 
     def recent_calls(self, limit: int) -> list[tuple[str, str, str, str, str, int, float]]:
@@ -265,14 +307,14 @@ class SQLiteLedger:
         for column, values in scope.items():
             if column not in LABEL_COLUMNS:
                 raise ValueError(f"unknown scope label {column!r}")
-            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            clauses.append(f"{column} IN ({Dialect.params(len(values))})")
             params.extend(values)
-        rows = self._read(f"SELECT SUM(cost_nusd) FROM calls WHERE {' AND '.join(clauses)}", params)
+        rows = self._read(f"SELECT {_sum('cost_nusd')} FROM calls WHERE {' AND '.join(clauses)}", params)
         return from_nano(rows[0][0])
 
     def units_used(self, provider: str, key: str, since_day: str | None) -> int:
         """Billable request units a key used at a provider since a UTC day (None: ever)."""
-        sql = "SELECT SUM(requests) FROM daily WHERE provider = ? AND key = ?"
+        sql = f"SELECT {_sum('requests')} FROM daily WHERE provider = ? AND key = ?"
         params: list[Any] = [provider, key]
         if since_day is not None:
             sql += " AND day >= ?"
@@ -283,13 +325,13 @@ class SQLiteLedger:
         return {b: (a, r) for b, a, r in self._read("SELECT budget, amount_usd, reset_at_ns FROM budget_overrides")}
 
     def set_budget_override(self, budget: str, amount_usd: str | None, reset_at_ns: int | None) -> None:
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO budget_overrides (budget, amount_usd, reset_at_ns) VALUES (?, ?, ?) "
-                "ON CONFLICT (budget) DO UPDATE SET amount_usd = COALESCE(excluded.amount_usd, amount_usd), "
-                "reset_at_ns = COALESCE(excluded.reset_at_ns, reset_at_ns)",
-                (budget, amount_usd, reset_at_ns),
-            )
+        self._execute(
+            "INSERT INTO budget_overrides (budget, amount_usd, reset_at_ns) VALUES (?, ?, ?) "
+            "ON CONFLICT (budget) DO UPDATE SET "
+            "amount_usd = COALESCE(excluded.amount_usd, budget_overrides.amount_usd), "
+            "reset_at_ns = COALESCE(excluded.reset_at_ns, budget_overrides.reset_at_ns)",
+            (budget, amount_usd, reset_at_ns),
+        )
 
     # -- querying (aispend usage, /v1/usage, /v1/calls) -----------------------------------------
     def calls(self, filters: Filters, limit: int = 100) -> list[dict[str, Any]]:
@@ -306,14 +348,14 @@ class SQLiteLedger:
                 raise ValueError(f"cannot group by {column!r}")
         table = "daily" if from_daily else "calls"
         where, params = filters.where("day" if from_daily else "ts_ns")
-        count = "SUM(calls)" if from_daily else "COUNT(*)"
-        unpriced = "SUM(unpriced)" if from_daily else "SUM(1 - priced)"
+        count = _sum("calls") if from_daily else "COUNT(*)"
+        unpriced = _sum("unpriced") if from_daily else _sum("1 - priced")
         select = [
             *group_by,
             f"{count} AS calls",
-            *(f"SUM({c}) AS {c}" for c in TOKEN_COLUMNS),
-            "SUM(requests) AS requests",
-            "SUM(cost_nusd) AS cost_nusd",
+            *(f"{_sum(c)} AS {c}" for c in TOKEN_COLUMNS),
+            f"{_sum('requests')} AS requests",
+            f"{_sum('cost_nusd')} AS cost_nusd",
             f"{unpriced} AS unpriced",
         ]
         sql = f"SELECT {', '.join(select)} FROM {table}{where}"
@@ -326,18 +368,77 @@ class SQLiteLedger:
             if row[len(group_by)]  # skip the empty all-NULL row of an empty table
         ]
 
+
+def _sum(expression: str) -> str:
+    """An integer sum in both backends (PostgreSQL's SUM of BIGINT is NUMERIC)."""
+    return f"CAST(SUM({expression}) AS BIGINT)"
+
+
+class SQLiteLedger(Ledger):
+    dialect = SQLITE
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        for statement in self.dialect.schema():
+            self._conn.execute(statement)
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(daily)")}
+        for column in DURATION_BUCKET_COLUMNS:  # ledgers written before the histogram was kept
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE daily ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        try:
+            with self._lock:
+                self._conn.execute(self.dialect.begin)
+                try:
+                    for sql, rows in statements:
+                        self._conn.executemany(sql, rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+        except (sqlite3.Error, OverflowError) as exc:
+            raise LedgerError(f"ledger write failed: {exc}") from exc
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).rowcount
+
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._conn.execute(sql, tuple(params)).fetchall()
 
 
-def open_ledger(url: str) -> SQLiteLedger | None:
-    """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:`` or ``none``."""
+def open_ledger(url: str) -> Ledger | None:
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:``,
+    ``postgresql://user:password@host:port/database`` or ``none``."""
     if url.strip().lower() in ("", "none", "off"):
         return None
     if url.startswith("sqlite://"):
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url[len("sqlite://") :]
         return SQLiteLedger(path or ":memory:")
     if url.startswith(("postgres://", "postgresql://")):
-        raise ValueError("PostgreSQL ledgers are not implemented in this version; use sqlite:///path")
-    raise ValueError(f"unsupported ledger URL {url!r} (use sqlite:///path or none)")
+        from aispend.exporter.ledger_postgres import PostgresLedger
+
+        return PostgresLedger(url)
+    raise ValueError(f"unsupported ledger URL {url!r} (use sqlite:///path, postgresql://... or none)")
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()

@@ -94,6 +94,17 @@ class UsageMetrics:
         hist[-2] += seconds
         hist[-1] += 1
 
+    def restore_duration(self, key: LabelValues, seconds: float, buckets: list[int]) -> None:
+        """The histogram as the ledger left it: calls per bucket (the last one: longer than every
+        bound), and their total seconds."""
+        hist = self.duration.get(key)
+        if hist is None:
+            hist = self.duration[key] = [0.0] * (len(BUCKETS) + 2)
+        for i, count in enumerate(buckets[: len(BUCKETS)]):
+            hist[i] += count
+        hist[-2] += seconds
+        hist[-1] += sum(buckets)
+
     def restore(self, labels: LabelValues, cost: Decimal, tokens: dict[str, int], requests: dict[str, int]) -> None:
         """Counters as the ledger left them, so a restart resets nothing Prometheus saw."""
         self.cost[labels] = self.cost.get(labels, _ZERO) + cost

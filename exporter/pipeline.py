@@ -24,7 +24,7 @@ from aispend.exporter.config import LABELS, ExporterConfig
 from aispend.exporter.dedupe import Deduper
 from aispend.exporter.freetier import FreeTierUsage
 from aispend.exporter.labels import LabelBounds, clean
-from aispend.exporter.ledger import LedgerError, SQLiteLedger
+from aispend.exporter.ledger import Ledger, LedgerError
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.normalise import Call, Rejected, normalise
 from aispend.pricing import FreeTier, PriceEngine
@@ -70,7 +70,7 @@ class Pipeline:
         self,
         config: ExporterConfig,
         engine: PriceEngine,
-        ledger: SQLiteLedger | None,
+        ledger: Ledger | None,
         metrics: UsageMetrics,
         budgets: BudgetTracker | None = None,
     ) -> None:
@@ -88,13 +88,21 @@ class Pipeline:
 
     # -- start-up -------------------------------------------------------------------------------
     def restore(self) -> None:
-        """Counters, unpriced counts and the dedupe memory as the ledger left them."""
+        """Counters, the duration histogram, unpriced counts and the dedupe memory as the ledger left them."""
         if self.ledger is None:
             return
         with self.lock:
             for labels, status, tokens, cost, calls in self.ledger.totals():
                 bounded = tuple(self.bounds.bound(name, value) for name, value in zip(LABELS, labels, strict=True))
                 self.metrics.restore(bounded, cost, tokens, {status: calls})
+            for (provider, model, operation, status), seconds, buckets in self.ledger.durations():
+                key = (
+                    self.bounds.bound("provider", provider),
+                    self.bounds.bound("model", model),
+                    self.bounds.bound("operation", operation),
+                    status,
+                )
+                self.metrics.restore_duration(key, seconds, buckets)
             for provider, model, count in self.ledger.unpriced_totals():
                 key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model))
                 self.metrics.unpriced[key] = self.metrics.unpriced.get(key, 0) + count

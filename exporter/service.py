@@ -21,7 +21,7 @@ from aispend.exporter.budgets import BudgetsError, BudgetsFile, BudgetTracker, l
 from aispend.exporter.config import ExporterConfig, parse_address
 from aispend.exporter.grpc_receiver import serve_grpc
 from aispend.exporter.http_server import Api, serve_api, serve_otlp_http
-from aispend.exporter.ledger import SQLiteLedger, open_ledger
+from aispend.exporter.ledger import Ledger, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline
 from aispend.pricing import PriceBookError, PriceEngine, load_book
@@ -54,7 +54,7 @@ class Exporter:
     config_errors: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ledger: SQLiteLedger | None = open_ledger(self.config.ledger)
+        self.ledger: Ledger | None = open_ledger(self.config.ledger)
         self.engine = PriceEngine()
         self.reload_prices()
         self.budgets: BudgetTracker | None = None

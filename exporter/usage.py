@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aispend.exporter.budgets import period_bounds
-from aispend.exporter.ledger import FILTER_COLUMNS, Filters, SQLiteLedger, from_nano
+from aispend.exporter.ledger import FILTER_COLUMNS, Filters, Ledger, from_nano
 
 _RELATIVE = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -68,7 +68,7 @@ def group_columns(text: str | None) -> list[str]:
     return columns
 
 
-def totals(ledger: SQLiteLedger, params: Mapping[str, str], now: datetime, tz: ZoneInfo) -> dict[str, Any]:
+def totals(ledger: Ledger, params: Mapping[str, str], now: datetime, tz: ZoneInfo) -> dict[str, Any]:
     """Spend and calls today, this calendar month (in tz) and all time, under the label filters."""
     equals = {c: params[c] for c in FILTER_COLUMNS if params.get(c) not in (None, "")} or None
     out = {}
@@ -86,7 +86,7 @@ def _empty() -> dict[str, Any]:
 
 
 def usage_report(
-    ledger: SQLiteLedger, params: Mapping[str, str], now: datetime | None = None, tz: str = "UTC"
+    ledger: Ledger, params: Mapping[str, str], now: datetime | None = None, tz: str = "UTC"
 ) -> dict[str, Any]:
     zone = ZoneInfo(tz)
     now = now or datetime.now(UTC)
@@ -107,7 +107,7 @@ def usage_report(
 
 
 def calls_report(
-    ledger: SQLiteLedger, params: Mapping[str, str], now: datetime | None = None, tz: str = "UTC"
+    ledger: Ledger, params: Mapping[str, str], now: datetime | None = None, tz: str = "UTC"
 ) -> list[dict[str, Any]]:
     zone = ZoneInfo(tz)
     now = now or datetime.now(UTC)

@@ -218,4 +218,5 @@ def test_restore_from_ledger(tmp_path):
     assert cost_of(metrics2, customer="acme") == Decimal("0.009")
     assert metrics2.tokens == metrics.tokens and metrics2.requests == metrics.requests
     assert metrics2.unpriced == metrics.unpriced
+    assert metrics2.duration == metrics.duration and sum(h[-1] for h in metrics.duration.values()) == 2
     assert again.export(request).duplicates == 2  # the dedupe memory survives the restart

@@ -21,8 +21,8 @@ def grpc_export(port: int, request) -> None:
         channel.unary_unary(EXPORT_METHOD)(request.SerializeToString(), timeout=10)
 
 
-def test_restart_continues_counters_and_retries_count_once(tmp_path):
-    ledger = f"sqlite:///{tmp_path}/ledger.sqlite"
+def test_restart_continues_counters_and_retries_count_once(tmp_path, ledger_url):
+    ledger = ledger_url
     first = ServeProcess(tmp_path, "--ledger", ledger).start()
     try:
         batch = otlp_request(
@@ -41,7 +41,15 @@ def test_restart_continues_counters_and_retries_count_once(tmp_path):
     second = ServeProcess(tmp_path, "--ledger", ledger).start()
     try:
         after = scrape(second.ports["metrics"])
-        for name in ("aispend_cost_usd_total", "aispend_tokens_total", "aispend_requests_total"):
+        for name in (
+            "aispend_cost_usd_total",
+            "aispend_tokens_total",
+            "aispend_requests_total",
+            "aispend_request_duration_seconds_count",
+            "aispend_request_duration_seconds_sum",
+            "aispend_request_duration_seconds_bucket",
+        ):
+            assert value(before, name) > 0, name
             assert value(after, name) == pytest.approx(value(before, name), abs=1e-9), name
         assert value(after, "aispend_cost_usd_total", customer="acme") == pytest.approx(0.009, abs=1e-9)
         grpc_export(second.ports["otlp_grpc"], batch)  # a retry that arrives after the restart

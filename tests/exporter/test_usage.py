@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from aispend.exporter.config import ExporterConfig
-from aispend.exporter.ledger import SQLiteLedger
+from aispend.exporter.ledger import open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline
 from aispend.pricing import PriceEngine
@@ -39,12 +39,12 @@ SPANS = [
 
 
 @pytest.fixture
-def ledger_url(tmp_path):
-    path = tmp_path / "ledger.sqlite"
-    ledger = SQLiteLedger(str(path))
+def ledger_url(ledger_url):
+    """The conftest's ledger (SQLite, then PostgreSQL) with SPANS recorded in it."""
+    ledger = open_ledger(ledger_url)
     Pipeline(ExporterConfig(), PriceEngine(), ledger, UsageMetrics()).export(otlp_request(SPANS, service="shop"))
     ledger.close()
-    return f"sqlite:///{path}"
+    return ledger_url
 
 
 def usage(*args: str) -> subprocess.CompletedProcess[str]:

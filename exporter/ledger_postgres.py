@@ -1,0 +1,85 @@
+"""The ledger in PostgreSQL (psycopg 3): the same SQL as SQLite, for a ledger a team shares.
+
+Install with ``pip install 'aispend[postgres]'`` and pass ``--ledger postgresql://user:pw@host/db``.
+One connection, used under the ledger's lock (the pipeline writes one batch at a time anyway). A
+connection that breaks is replaced on the next use; until then writes raise ``LedgerError`` and
+the receivers answer with a retryable status, so nothing is lost while the database is away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from aispend.exporter.ledger import DURATION_BUCKET_COLUMNS, POSTGRES, Ledger, LedgerError, redacted
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - exercised only without the extra
+    psycopg = None  # type: ignore[assignment]
+
+
+def _sql(sql: str) -> str:
+    return sql.replace("?", "%s")  # the shared SQL has no literal "?" or "%"
+
+
+class PostgresLedger(Ledger):
+    dialect = POSTGRES
+
+    def __init__(self, url: str, connect_timeout: float = 10.0) -> None:
+        if psycopg is None:
+            raise ValueError("a postgresql:// ledger needs psycopg: pip install 'aispend[postgres]'")
+        super().__init__()
+        self.url = url
+        self._connect_timeout = connect_timeout
+        self._insert_call = _sql(self._insert_call)
+        self._upsert_daily = _sql(self._upsert_daily)
+        try:
+            self._conn = self._connect()
+            with self._conn.transaction():
+                for statement in self.dialect.schema():
+                    self._conn.execute(statement)
+                for column in DURATION_BUCKET_COLUMNS:
+                    self._conn.execute(f"ALTER TABLE daily ADD COLUMN IF NOT EXISTS {column} BIGINT NOT NULL DEFAULT 0")
+        except psycopg.Error as exc:
+            raise ValueError(f"cannot open the PostgreSQL ledger at {redacted(url)}: {_reason(exc, url)}") from None
+
+    def _connect(self) -> Any:
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout)))
+
+    def _connection(self) -> Any:
+        if self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        try:
+            with self._lock:
+                conn = self._connection()
+                with conn.transaction(), conn.cursor() as cur:
+                    for sql, rows in statements:
+                        if rows:
+                            cur.executemany(sql, rows)
+        except (psycopg.Error, OverflowError) as exc:
+            raise LedgerError(f"ledger write to {redacted(self.url)} failed: {_reason(exc, self.url)}") from exc
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._lock:
+            return self._connection().execute(_sql(sql), tuple(params)).rowcount
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._connection().execute(_sql(sql), tuple(params)).fetchall()
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """The first line of the driver's message, never the password."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
