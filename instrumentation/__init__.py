@@ -12,8 +12,8 @@ or directly::
     AiSpendInstrumentor().instrument(tracer_provider=provider)
 
 Calls are captured at the HTTP-client layer (``httpx`` and ``httpx2`` sync and async, which the
-``openai`` and ``anthropic`` SDKs use, and ``requests``), so any SDK version and raw HTTP calls
-are covered. Each call to OpenAI (and Azure OpenAI and OpenAI-compatible hosts), Anthropic,
+``openai`` and ``anthropic`` SDKs use, ``requests`` and ``aiohttp``), so any SDK version and raw
+HTTP calls are covered. Each call to OpenAI (and Azure OpenAI and OpenAI-compatible hosts), Anthropic,
 Gemini, Serper, Tavily, Brave Search or Unsplash becomes a CLIENT span named
 ``"{operation} {model}"`` with ``gen_ai.*`` usage attributes and ``aispend.feature`` /
 ``aispend.customer`` / ``aispend.key`` attribution. The key attribute is an alias or a
@@ -64,7 +64,7 @@ _HTTPX_MODULES = ("httpx2", "httpx")
 
 
 class AiSpendInstrumentor(BaseInstrumentor):
-    """Instruments httpx, httpx2 and requests; safe to instrument/uninstrument repeatedly."""
+    """Instruments httpx, httpx2, requests and aiohttp; safe to instrument/uninstrument repeatedly."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,6 +101,11 @@ class AiSpendInstrumentor(BaseInstrumentor):
         requests = _optional("requests")
         if requests is not None:
             self._wrap(requests.Session, "send", requests_session.send(self.recorder))
+        aiohttp = _optional("aiohttp")
+        if aiohttp is not None:
+            from aispend.instrumentation.hooks import aiohttp_client
+
+            self._wrap(aiohttp.ClientSession, "_request", aiohttp_client.request(self.recorder))
         sdk = _optional("opentelemetry.sdk.trace")
         if sdk is not None:
             # Spans are recorded on a background thread: whoever flushes or shuts down the SDK's
