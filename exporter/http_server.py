@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from aispend.exporter import otlp
+from aispend.exporter.ledger import LedgerError
 from aispend.exporter.pipeline import Pipeline, RetryableError
 
 logger = logging.getLogger("aispend.exporter")
@@ -238,6 +239,8 @@ def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None)
                 return
             try:
                 h.send_json(HTTPStatus.OK, fn(h.query()))
+            except LedgerError as exc:  # the database is away: try again later
+                h.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
             except ValueError as exc:
                 h.send_json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
 

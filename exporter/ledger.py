@@ -147,6 +147,11 @@ def utc_day(ts_ns: int) -> str:
     return text
 
 
+def _day_after(until_ns: int) -> str:
+    """The first UTC day wholly at or after ``until_ns`` (an exclusive bound in days)."""
+    return utc_day(until_ns if until_ns % _DAY_NS == 0 else until_ns + _DAY_NS)
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     """Row filters shared by `aispend usage`, GET /v1/usage and GET /v1/calls."""
@@ -156,13 +161,17 @@ class Filters:
     equals: Mapping[str, str] | None = None  # column -> value, columns from FILTER_COLUMNS
 
     def where(self, time_column: str = "ts_ns") -> tuple[str, list[Any]]:
-        clauses, params = [], []
+        """SQL for these filters on ``calls`` (time column ``ts_ns``) or ``daily`` (``day``: whole
+        UTC days, so a day counts if the range starts on it)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        as_day = time_column == "day"
         if self.since_ns is not None:
             clauses.append(f"{time_column} >= ?")
-            params.append(self.since_ns)
+            params.append(utc_day(self.since_ns) if as_day else self.since_ns)
         if self.until_ns is not None:
             clauses.append(f"{time_column} < ?")
-            params.append(self.until_ns)
+            params.append(_day_after(self.until_ns) if as_day else self.until_ns)
         for column, value in (self.equals or {}).items():
             if column not in FILTER_COLUMNS:
                 raise ValueError(f"cannot filter on {column!r}")

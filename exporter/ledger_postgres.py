@@ -69,12 +69,30 @@ class PostgresLedger(Ledger):
             raise LedgerError(f"ledger write to {redacted(self.url)} failed: {_reason(exc, self.url)}") from exc
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with self._lock:
-            return self._connection().execute(_sql(sql), tuple(params)).rowcount
+        return self._statement(sql, params)[0]
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._statement(sql, params, fetch=True)[1]
+
+    def _statement(self, sql: str, params: Iterable[Any], fetch: bool = False) -> tuple[int, list[tuple[Any, ...]]]:
+        """One statement (autocommit). A connection the server dropped (a restart, an idle timeout)
+        is only found dead when used: the statement then runs once more on a new connection, so
+        e.g. a free-tier lookup after a database restart is not taken for a pricing failure. Every
+        statement run this way (reads, the prune, the budget-override upsert) can safely run twice."""
+        values = tuple(params)
         with self._lock:
-            return self._connection().execute(_sql(sql), tuple(params)).fetchall()
+            for retry in (False, True):
+                conn = None
+                try:
+                    conn = self._connection()
+                    cur = conn.execute(_sql(sql), values)
+                    return cur.rowcount, cur.fetchall() if fetch else []
+                except psycopg.Error as exc:
+                    if retry or conn is None or not conn.broken:
+                        raise LedgerError(
+                            f"ledger query on {redacted(self.url)} failed: {_reason(exc, self.url)}"
+                        ) from exc
+        raise AssertionError("unreachable")
 
 
 def _reason(exc: BaseException, url: str) -> str:

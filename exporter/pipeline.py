@@ -172,6 +172,8 @@ class Pipeline:
                 self.deduper.stage(call)
                 try:
                     self._price(call)
+                except LedgerError:  # a free-tier lookup could not read the ledger: retry the batch
+                    raise
                 except Exception:  # a pricing bug must not make the sender retry this batch forever
                     logger.exception("pricing %s/%s failed; counted as unpriced", call.provider, call.price_model)
                     call.cost, call.priced = _ZERO, False

@@ -8,7 +8,15 @@ from decimal import Decimal
 import pytest
 
 from aispend.exporter.config import ExporterConfig
-from aispend.exporter.ledger import DURATION_BUCKET_COLUMNS, Filters, Ledger, SQLiteLedger, open_ledger, redacted
+from aispend.exporter.ledger import (
+    DURATION_BUCKET_COLUMNS,
+    Filters,
+    Ledger,
+    LedgerError,
+    SQLiteLedger,
+    open_ledger,
+    redacted,
+)
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline, RetryableError
 from aispend.pricing import PriceEngine
@@ -117,10 +125,19 @@ def test_postgres_outage_is_retryable_and_recovers():
         with pytest.raises(RetryableError, match=r"ledger write to postgresql://aispend@127\.0\.0\.1"):
             pipeline.export(request)
         assert sum(metrics.cost.values(), Decimal(0)) == Decimal("0.009")  # nothing applied
+        with pytest.raises(LedgerError, match=r"ledger query on postgresql://aispend@127\.0\.0\.1"):
+            ledger.budget_overrides()  # reads fail the same way, never with a driver error
         server.start()  # the database is back: the sender's retry lands, on a new connection
         assert pipeline.export(request).recorded == 1
         assert sum(metrics.cost.values(), Decimal(0)) == Decimal("0.018")
         assert ledger.summary(Filters(), [])[0]["calls"] == 2
+
+        # A restart nobody noticed: the first statement on the dropped connection is the free-tier
+        # lookup made while pricing; it runs again on a new connection, so the call stays priced.
+        server.stop(remove=False)
+        server.start()
+        assert pipeline.export(otlp_request([BATCH[3]])).recorded == 1
+        assert metrics.unpriced == {} and ledger.units_used("serper", "serper-prod", None) == 3
         ledger.close()
     finally:
         server.stop()
@@ -154,3 +171,34 @@ def test_sqlite_ledger_from_before_the_histogram_gains_its_columns(tmp_path):
 def test_urls_in_messages_are_redacted():
     assert redacted("postgresql://aispend:s3cret@db:5432/ledger") == "postgresql://aispend:***@db:5432/ledger"
     assert redacted("sqlite:///var/lib/aispend.sqlite") == "sqlite:///var/lib/aispend.sqlite"
+
+
+def test_daily_totals_filtered_by_time_range(ledger_url):
+    pipeline, _, ledger = pipeline_on(ledger_url)
+    old = NOW_NS - 10 * DAY_NS
+    pipeline.export(otlp_request([{"start": old, **llm("openai", "gpt-4", 150, 75)}, llm("openai", "gpt-4", 150, 75)]))
+    recent = ledger.summary(Filters(since_ns=NOW_NS - DAY_NS), [], from_daily=True)
+    assert recent[0]["calls"] == 1
+    before = ledger.summary(Filters(until_ns=NOW_NS - 5 * DAY_NS), [], from_daily=True)
+    assert before[0]["calls"] == 1
+    assert (
+        ledger.summary(Filters(since_ns=old - DAY_NS, until_ns=NOW_NS + DAY_NS), [], from_daily=True)[0]["calls"] == 2
+    )
+    ledger.close()
+
+
+def test_a_ledger_read_failing_while_pricing_makes_the_batch_retryable(tmp_path):
+    """A free-tier lookup that cannot read the ledger must not turn a call into an unpriced one."""
+    pipeline, metrics, ledger = pipeline_on(f"sqlite:///{tmp_path}/l.sqlite")
+    search = otlp_request([BATCH[3]])
+
+    def unavailable(*args):
+        raise LedgerError("ledger query failed: database is away")
+
+    ledger.units_used = unavailable  # type: ignore[method-assign]
+    with pytest.raises(RetryableError, match="database is away"):
+        pipeline.export(search)
+    assert metrics.unpriced == {} and metrics.requests == {}
+    del ledger.units_used
+    assert pipeline.export(search).recorded == 1
+    assert metrics.unpriced == {}

@@ -106,3 +106,20 @@ def test_http_usage_and_calls(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{base}/v1/usage?group_by=nope")
         assert err.value.code == 400
+
+
+def test_http_reports_answer_503_while_the_ledger_is_away(tmp_path):
+    from aispend.exporter.http_server import Api, serve_api
+    from aispend.exporter.ledger import LedgerError
+
+    def away(params):
+        raise LedgerError("ledger query on postgresql://aispend@db/ledger failed: connection refused")
+
+    server, port = serve_api(Api(None, None, None, away, away, None), "127.0.0.1", 0)
+    try:
+        for path in ("/v1/usage", "/v1/calls"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}")
+            assert err.value.code == 503 and "connection refused" in json.load(err.value)["error"]
+    finally:
+        server.shutdown()

@@ -19,6 +19,11 @@ from pathlib import Path
 
 import pytest
 
+try:
+    import psycopg
+except ImportError:  # the dev extra installs it
+    psycopg = None  # type: ignore[assignment]
+
 INSTALL_HINT = "apt-get install postgresql (Debian/Ubuntu), or run `make test`, which installs it"
 
 
@@ -41,6 +46,8 @@ def _free_port() -> int:
 
 class PostgresServer:
     def __init__(self) -> None:
+        if psycopg is None:
+            pytest.fail("psycopg is not installed: pip install -e '.[dev]' (or 'psycopg[binary]>=3.1')", pytrace=False)
         self.bin = server_binaries()
         self.base = Path(tempfile.mkdtemp(prefix="aispend-pg-"))
         self.port = _free_port()
@@ -66,21 +73,20 @@ class PostgresServer:
             )
         settings = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         listen = ["-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.base)]
-        self.proc = subprocess.Popen(
-            [*self._as, str(self.bin / "postgres"), "-D", str(data), *listen, *settings],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        with (self.base / "server.log").open("ab") as log:  # a file, not a pipe nobody drains
+            self.proc = subprocess.Popen(
+                [*self._as, str(self.bin / "postgres"), "-D", str(data), *listen, *settings],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         deadline = time.monotonic() + 30
         while True:
             try:
-                import psycopg
-
                 psycopg.connect(self.url("postgres"), connect_timeout=2).close()
                 return self
-            except Exception:
+            except psycopg.OperationalError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    err = (self.base / "server.log").read_text(errors="replace")
                     self.stop()
                     pytest.fail(f"PostgreSQL did not start: {err[-2000:]}")
                 time.sleep(0.1)
@@ -89,8 +95,6 @@ class PostgresServer:
         return f"postgresql://aispend@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
-        import psycopg
-
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             conn.execute(f'CREATE DATABASE "{name}"')
