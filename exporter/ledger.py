@@ -5,8 +5,8 @@ one ledger or already run a database. Both take the same SQL, written once here 
 lists; only connecting, the placeholder style and transaction start differ. Costs are stored as
 integer nano-dollars so SQL sums are exact; the in-memory counters keep full Decimal precision. A
 batch of calls is one transaction: the exporter acknowledges an OTLP export only after it commits.
-The daily aggregates also keep duration histogram buckets, so the duration histogram survives a
-restart like the counters do.
+A third table keeps the duration histogram's buckets per day, so it survives a restart like the
+counters do (keyed by the histogram's own labels, it takes a few rows per batch, not one per call).
 """
 
 from __future__ import annotations
@@ -55,11 +55,10 @@ _TEXT_CALL_COLUMNS = frozenset(
 )
 # what the per-call log shows (the ledger's bookkeeping columns left out)
 _LOG_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("day", "kind", "free_units", "parent_span_id", "response_id"))
-# calls per duration bucket: one per histogram bound, then one for longer calls
-DURATION_BUCKET_COLUMNS = tuple(f"duration_b{i}" for i in range(len(BUCKETS) + 1))
 SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "requests", "images", "cost_nusd", "unpriced", "duration_s")
-DAILY_SUM_COLUMNS = (*SUM_COLUMNS, *DURATION_BUCKET_COLUMNS)
 DAILY_KEY = ("day", *LABEL_COLUMNS, "status")
+# calls per duration bucket: bucket i < len(BUCKETS) is "at most BUCKETS[i]", the last "longer"
+DURATION_KEY = ("day", "provider", "model", "operation", "status", "bucket")
 
 
 def _bucket(seconds: float) -> int:
@@ -83,9 +82,8 @@ class Dialect:
             f"{c} {'TEXT' if c in _TEXT_CALL_COLUMNS else self.real if c == 'duration_s' else self.integer} NOT NULL"
             for c in CALL_COLUMNS
         )
-        daily_sums = ", ".join(
-            f"{c} {self.real if c == 'duration_s' else self.integer} NOT NULL DEFAULT 0" for c in DAILY_SUM_COLUMNS
-        )
+        daily_sums = ", ".join(f"{c} {self.real if c == 'duration_s' else self.integer} NOT NULL" for c in SUM_COLUMNS)
+        duration_key = ", ".join(f"{c} {self.integer if c == 'bucket' else 'TEXT'} NOT NULL" for c in DURATION_KEY)
         return [
             f"CREATE TABLE IF NOT EXISTS calls ({self.id_column}, {calls})",
             # Retried spans are dropped before they get here (pipeline.Deduper, restored from this
@@ -94,6 +92,8 @@ class Dialect:
             "CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts_ns)",
             f"CREATE TABLE IF NOT EXISTS daily ({', '.join(f'{c} TEXT NOT NULL' for c in DAILY_KEY)}, {daily_sums}, "
             f"PRIMARY KEY ({', '.join(DAILY_KEY)}))",
+            f"CREATE TABLE IF NOT EXISTS durations ({duration_key}, calls {self.integer} NOT NULL, "
+            f"PRIMARY KEY ({', '.join(DURATION_KEY)}))",
             "CREATE TABLE IF NOT EXISTS budget_overrides (budget TEXT PRIMARY KEY, amount_usd TEXT, reset_at_ns "
             f"{self.integer})",
         ]
@@ -106,11 +106,17 @@ class Dialect:
         return f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({self.params(len(CALL_COLUMNS))})"
 
     def upsert_daily(self) -> str:
-        columns = DAILY_KEY + DAILY_SUM_COLUMNS
+        return self._upsert("daily", DAILY_KEY, SUM_COLUMNS)
+
+    def upsert_durations(self) -> str:
+        return self._upsert("durations", DURATION_KEY, ("calls",))
+
+    def _upsert(self, table: str, key: tuple[str, ...], sums: tuple[str, ...]) -> str:
+        columns = key + sums
         return (
-            f"INSERT INTO daily ({', '.join(columns)}) VALUES ({self.params(len(columns))}) "
-            f"ON CONFLICT ({', '.join(DAILY_KEY)}) DO UPDATE SET "
-            + ", ".join(f"{c} = daily.{c} + excluded.{c}" for c in DAILY_SUM_COLUMNS)
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.params(len(columns))}) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
+            + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
         )
 
 
@@ -190,6 +196,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._insert_call = self.dialect.insert_call()
         self._upsert_daily = self.dialect.upsert_daily()
+        self._upsert_durations = self.dialect.upsert_durations()
 
     # -- what a backend provides -----------------------------------------------------------------
     def close(self) -> None:
@@ -213,7 +220,7 @@ class Ledger:
             return
         rows = []
         daily: dict[tuple[str, ...], list[Any]] = {}
-        n_sums = len(SUM_COLUMNS)
+        durations: dict[tuple[Any, ...], int] = {}
         for c in calls:
             nano = to_nano(c.cost)
             day = utc_day(c.start_ns)
@@ -253,7 +260,7 @@ class Ledger:
             key = (day, c.service, c.provider, c.model, c.operation, c.feature, c.customer, c.key, c.status)
             agg = daily.get(key)
             if agg is None:
-                agg = daily[key] = [0] * (n_sums - 1) + [0.0] + [0] * len(DURATION_BUCKET_COLUMNS)
+                agg = daily[key] = [0] * (len(SUM_COLUMNS) - 1) + [0.0]
             agg[0] += 1
             agg[1] += c.input_tokens
             agg[2] += c.output_tokens
@@ -265,8 +272,15 @@ class Ledger:
             agg[8] += nano
             agg[9] += 0 if c.priced else 1
             agg[10] += c.duration_s
-            agg[n_sums + _bucket(c.duration_s)] += 1
-        self._transaction([(self._insert_call, rows), (self._upsert_daily, [(*k, *v) for k, v in daily.items()])])
+            bucket = (day, c.provider, c.model, c.operation, c.status, _bucket(c.duration_s))
+            durations[bucket] = durations.get(bucket, 0) + 1
+        self._transaction(
+            [
+                (self._insert_call, rows),
+                (self._upsert_daily, [(*k, *v) for k, v in daily.items()]),
+                (self._upsert_durations, [(*k, n) for k, n in durations.items()]),
+            ]
+        )
 
     def prune(self, retention_days: int, now_ns: int) -> int:
         """Delete calls older than the retention; daily aggregates are kept."""
@@ -291,12 +305,17 @@ class Ledger:
 
     def durations(self) -> list[tuple[tuple[str, str, str, str], float, list[int]]]:
         """((provider, model, operation, status), seconds, calls per bucket): all time."""
-        sql = (
-            f"SELECT provider, model, operation, status, SUM(duration_s), "
-            f"{', '.join(_sum(c) for c in DURATION_BUCKET_COLUMNS)} FROM daily "
-            "GROUP BY provider, model, operation, status"
-        )
-        return [(tuple(row[:4]), float(row[4] or 0.0), [int(v or 0) for v in row[5:]]) for row in self._read(sql)]
+        key = ("provider", "model", "operation", "status")
+        found: dict[tuple[str, ...], tuple[float, list[int]]] = {}
+        for row in self._read(f"SELECT {', '.join(key)}, SUM(duration_s) FROM daily GROUP BY {', '.join(key)}"):
+            found[tuple(row[:4])] = (float(row[4] or 0.0), [0] * (len(BUCKETS) + 1))
+        for *labels, bucket, count in self._read(
+            f"SELECT {', '.join(key)}, bucket, {_sum('calls')} FROM durations GROUP BY {', '.join(key)}, bucket"
+        ):
+            slot = found.get(tuple(labels))
+            if slot is not None and 0 <= bucket <= len(BUCKETS):
+                slot[1][bucket] += int(count or 0)
+        return [(labels, seconds, buckets) for labels, (seconds, buckets) in found.items()]  # type: ignore[misc]
 
     def unpriced_totals(self) -> list[tuple[str, str, int]]:
         return self._read(
@@ -397,10 +416,6 @@ class SQLiteLedger(Ledger):
         self._conn.execute("PRAGMA synchronous=NORMAL")
         for statement in self.dialect.schema():
             self._conn.execute(statement)
-        have = {row[1] for row in self._conn.execute("PRAGMA table_info(daily)")}
-        for column in DURATION_BUCKET_COLUMNS:  # ledgers written before the histogram was kept
-            if column not in have:
-                self._conn.execute(f"ALTER TABLE daily ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:

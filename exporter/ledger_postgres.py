@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from aispend.exporter.ledger import DURATION_BUCKET_COLUMNS, POSTGRES, Ledger, LedgerError, redacted
+from aispend.exporter.ledger import POSTGRES, Ledger, LedgerError, redacted
 
 try:
     import psycopg
@@ -35,13 +35,12 @@ class PostgresLedger(Ledger):
         self._connect_timeout = connect_timeout
         self._insert_call = _sql(self._insert_call)
         self._upsert_daily = _sql(self._upsert_daily)
+        self._upsert_durations = _sql(self._upsert_durations)
         try:
             self._conn = self._connect()
             with self._conn.transaction():
                 for statement in self.dialect.schema():
                     self._conn.execute(statement)
-                for column in DURATION_BUCKET_COLUMNS:
-                    self._conn.execute(f"ALTER TABLE daily ADD COLUMN IF NOT EXISTS {column} BIGINT NOT NULL DEFAULT 0")
         except psycopg.Error as exc:
             raise ValueError(f"cannot open the PostgreSQL ledger at {redacted(url)}: {_reason(exc, url)}") from None
 

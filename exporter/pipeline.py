@@ -203,7 +203,7 @@ class Pipeline:
     def _clean(self, call: Call, clamped: dict[str, int]) -> None:
         limit = self.config.label_max_length
         values = [getattr(call, name) or "" for name in _CLEANED_FIELDS]
-        if all(len(v) <= limit for v in values) and "".join(values).isprintable():
+        if max(map(len, values)) <= limit and "".join(values).isprintable():
             return  # the common case: one check for all fields
         for name in _CLEANED_FIELDS:
             value = getattr(call, name)

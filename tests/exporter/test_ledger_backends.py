@@ -9,7 +9,6 @@ import pytest
 
 from aispend.exporter.config import ExporterConfig
 from aispend.exporter.ledger import (
-    DURATION_BUCKET_COLUMNS,
     Filters,
     Ledger,
     LedgerError,
@@ -149,7 +148,7 @@ def test_unreachable_postgres_names_the_host_never_the_password():
     assert "127.0.0.1" in str(err.value) and "s3cret-pw" not in str(err.value)
 
 
-def test_sqlite_ledger_from_before_the_histogram_gains_its_columns(tmp_path):
+def test_sqlite_ledger_from_before_the_histogram_gains_its_table(tmp_path):
     path = tmp_path / "old.sqlite"
     conn = sqlite3.connect(path)
     conn.execute(
@@ -164,8 +163,8 @@ def test_sqlite_ledger_from_before_the_histogram_gains_its_columns(tmp_path):
     conn.close()
     pipeline = Pipeline(ExporterConfig(), ENGINE, SQLiteLedger(str(path)), UsageMetrics())
     assert pipeline.export(otlp_request([llm("openai", "gpt-4", 150, 75)])).recorded == 1
-    columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(daily)")}
-    assert set(DURATION_BUCKET_COLUMNS) <= columns
+    rows = sqlite3.connect(path).execute("SELECT provider, bucket, calls FROM durations").fetchall()
+    assert rows == [("openai", 6, 1)]  # 0.5 s: at most 0.64 s, BUCKETS[6]
 
 
 def test_urls_in_messages_are_redacted():
