@@ -12,14 +12,10 @@ import time
 import httpx
 import openai
 from opentelemetry import baggage, context, trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import aispend
-from aispend.instrumentation import AiSpendInstrumentor
 from aispend.instrumentation.worker import Worker
-from tests.instrumentation.conftest import OPENAI_KEY, provider_urls
+from tests.instrumentation.conftest import OPENAI_KEY
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -52,51 +48,34 @@ def test_stream_consumed_elsewhere_keeps_the_parent_attribution_and_start_time(h
     assert span.attributes["gen_ai.usage.output_tokens"] > 0
 
 
-def test_tracer_provider_force_flush_waits_for_the_recording_thread(fake):
-    fake.reset()
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    inst = AiSpendInstrumentor()
-    inst.instrument(tracer_provider=provider, provider_urls=provider_urls(fake))
-    try:
-        client = openai.OpenAI(base_url=fake.openai_base, api_key=OPENAI_KEY, max_retries=0)
-        for _ in range(20):
-            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-        # no aispend API: what a serverless handler does before returning
-        provider.force_flush()
-        assert len(memory.get_finished_spans()) == 20
-    finally:
-        inst.uninstrument()
+def test_tracer_provider_force_flush_waits_for_the_recording_thread(harness):
+    client = openai.OpenAI(base_url=harness.fake.openai_base, api_key=OPENAI_KEY, max_retries=0)
+    for _ in range(20):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    # no aispend API: what a serverless handler does before returning
+    harness.provider.force_flush()
+    assert len(harness.exporter.get_finished_spans()) == 20
 
 
-def test_a_forked_child_records_its_own_calls(fake):
-    fake.reset()
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    inst = AiSpendInstrumentor()
-    inst.instrument(tracer_provider=provider, provider_urls=provider_urls(fake))
-    try:
-        httpx.post(f"{fake.openai_base}/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES})
-        provider.force_flush()  # the parent's thread is running now
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: its worker thread did not survive the fork
-            try:
-                memory.clear()
-                httpx.post(f"{fake.openai_base}/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES})
-                provider.force_flush()
-                os.write(write, json.dumps([s.name for s in memory.get_finished_spans()]).encode())
-            finally:
-                os._exit(0)
-        os.close(write)
-        os.waitpid(pid, 0)
-        with os.fdopen(read) as f:
-            assert json.loads(f.read()) == ["chat gpt-4o-mini"]
-        assert [s.name for s in memory.get_finished_spans()] == ["chat gpt-4o"]
-    finally:
-        inst.uninstrument()
+def test_a_forked_child_records_its_own_calls(harness):
+    memory, provider, url = harness.exporter, harness.provider, f"{harness.fake.openai_base}/chat/completions"
+    httpx.post(url, json={"model": "gpt-4o", "messages": MESSAGES})
+    provider.force_flush()  # the parent's thread is running now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: its worker thread did not survive the fork
+        try:
+            memory.clear()
+            httpx.post(url, json={"model": "gpt-4o-mini", "messages": MESSAGES})
+            provider.force_flush()
+            os.write(write, json.dumps([s.name for s in memory.get_finished_spans()]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as f:
+        assert json.loads(f.read()) == ["chat gpt-4o-mini"]
+    assert [s.name for s in memory.get_finished_spans()] == ["chat gpt-4o"]
 
 
 def test_worker_runs_every_job_in_order_and_makes_producers_wait():
