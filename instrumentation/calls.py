@@ -97,7 +97,8 @@ class Recorder:
             self._check_budget(call)
         return call
 
-    def attribution(self, call: Call) -> attribution.Attribution:
+    def who(self, call: Call) -> attribution.Attribution:
+        """Who caused the call, from its headers, scope, baggage and key (see ``attribution``)."""
         secret = call.adapter.api_key(call.request)
         detected = None
         if secret:
@@ -257,7 +258,7 @@ class Call:
             self.observed = Observed(output_text=[] if self.recorder.config.capture_content else None)
             self.start = self.adapter.request_attributes(self.request)
             if self.start is not None:
-                self.who = self.recorder.attribution(self)
+                self.who = self.recorder.who(self)
         return self.start is not None
 
     def _read_response(self, status: int, headers: Mapping[str, str], body: bytes | None) -> None:
