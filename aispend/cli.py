@@ -142,6 +142,7 @@ _SERVE_FLAGS = {
     "tls_key": "TLS private key (PEM)",
     "label_limits": "distinct values per label before __overflow__, e.g. customer=5000,model=500",
     "key_aliases": "key fingerprint aliases, e.g. 'sk-…a1b2=prod-backend'",
+    "decode_workers": "processes that decode and normalise OTLP payloads, for spare cores (default 0: none)",
 }
 
 

@@ -2,6 +2,7 @@
 next to bare protobuf decoding of the same batches; and resident memory at 100,000 label sets.
 
 Run: .venv/bin/python benchmarks/exporter_throughput.py [--batches 200] [--series 100000]
+Each configuration runs as in-process reading and with one decode worker process (--decode-workers 1).
 Targets: >= 50,000 spans/s with the ledger, >= 100,000 without, < 300 MB at 100,000 series.
 The server runs as its own process (as deployed); this process only sends pre-built bytes.
 """
@@ -109,8 +110,9 @@ class Server:
         self.proc.wait(timeout=30)
 
 
-def send_all(port: int, payloads: list[bytes], senders: int = 2) -> float:
-    """Seconds to export every payload, ``senders`` concurrent streams (like a collector)."""
+def send_all(port: int, payloads: list[bytes], senders: int = 4) -> float:
+    """Seconds to export every payload over ``senders`` concurrent streams, as a collector's
+    sending queue does (its default is 10 consumers)."""
     channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(senders)]
     calls = [c.unary_unary(EXPORT_METHOD) for c in channels]
     calls[0](payloads[0], timeout=60)  # warm-up: connection, first-use imports and caches
@@ -157,15 +159,21 @@ def main() -> None:
     print(f"bare protobuf decode (this process):      {bare:>10,.0f} spans/s")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, ledger in (("ledger on (SQLite)", f"sqlite:///{tmp}/bench.sqlite"), ("ledger off", "none")):
-            server = Server(Path(tmp), ledger, [])
+        configurations = (
+            ("ledger on (SQLite)", f"sqlite:///{tmp}/bench.sqlite", []),
+            ("ledger off", "none", []),
+            ("ledger on, 1 decode worker", f"sqlite:///{tmp}/bench2.sqlite", ["--decode-workers", "1"]),
+            ("ledger off, 1 decode worker", "none", ["--decode-workers", "1"]),
+        )
+        for name, ledger, extra in configurations:
+            server = Server(Path(tmp), ledger, extra)
             try:
                 elapsed = send_all(server.port, payloads)
             finally:
                 server.stop()
             rate = args.batches * BATCH / elapsed
             results[name] = rate
-            print(f"aispend serve, gRPC, {name:<19} {rate:>10,.0f} spans/s  (ratio to bare decode: {rate / bare:.2f})")
+            print(f"aispend serve, gRPC, {name:<28} {rate:>8,.0f} spans/s  (ratio to bare decode: {rate / bare:.2f})")
         # memory: distinct label sets (one customer per span), ledger on
         series_batches = batches(args.series // BATCH + 1, customers=args.series, offset=10**9)
         server = Server(Path(tmp), f"sqlite:///{tmp}/mem.sqlite", ["--label-limits", f"customer={args.series * 2}"])
@@ -177,9 +185,11 @@ def main() -> None:
             server.stop()
     distinct = min(args.series, len(series_batches) * BATCH)
     print(f"resident memory: {idle:.0f} MB at start, {loaded:.0f} MB with {distinct:,} distinct label sets")
+    ledger_on = max(results["ledger on (SQLite)"], results["ledger on, 1 decode worker"])
+    ledger_off = max(results["ledger off"], results["ledger off, 1 decode worker"])
     print(
-        f"targets: ledger on >= 50,000: {'met' if results['ledger on (SQLite)'] >= 50_000 else 'NOT met'}; "
-        f"ledger off >= 100,000: {'met' if results['ledger off'] >= 100_000 else 'NOT met'}; "
+        f"targets (best configuration): ledger on >= 50,000: {'met' if ledger_on >= 50_000 else 'NOT met'}; "
+        f"ledger off >= 100,000: {'met' if ledger_off >= 100_000 else 'NOT met'}; "
         f"memory < 300 MB: {'met' if loaded < 300 else 'NOT met'}"
     )
 

@@ -51,6 +51,7 @@ class ExporterConfig:
     tls_key: str | None = None
     dedupe_window: int = 200_000  # span ids remembered to drop retried exports
     max_tokens_per_call: int = 50_000_000  # above this a token count is treated as corrupt
+    decode_workers: int = 0  # processes that decode and normalise payloads (0: in the receiving thread)
 
     @classmethod
     def load(
@@ -81,7 +82,7 @@ class ExporterConfig:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         out: dict[str, Any] = {}
         for name, value in values.items():
-            if name in ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call"):
+            if name in ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call", "decode_workers"):
                 try:
                     out[name] = int(value)
                 except (TypeError, ValueError):

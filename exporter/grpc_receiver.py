@@ -25,12 +25,10 @@ def _export(pipeline: Pipeline, auth_token: str | None) -> Any:
             if metadata.get("authorization") != f"Bearer {auth_token}":
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         try:
-            request = otlp.decode_protobuf(body)
+            result = pipeline.export_payload(body)
         except otlp.MalformedPayload as exc:
             pipeline.count_malformed()
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        try:
-            result = pipeline.export(request)
         except RetryableError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except Exception as exc:

@@ -142,13 +142,11 @@ def serve_otlp_http(
         if body is None:
             return
         try:
-            request = otlp.decode_json(body) if as_json else otlp.decode_protobuf(body)
+            result = pipeline.export_payload(body, as_json)
         except otlp.MalformedPayload as exc:
             pipeline.count_malformed()
             h.send_json(HTTPStatus.BAD_REQUEST, {"code": 3, "message": str(exc)})
             return
-        try:
-            result = pipeline.export(request)
         except RetryableError as exc:
             h.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"code": 14, "message": str(exc)}, {"Retry-After": "1"})
             return

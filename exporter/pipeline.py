@@ -18,15 +18,16 @@ from decimal import Decimal
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from aispend.exporter import otlp
 from aispend.exporter.budgets import BudgetTracker
 from aispend.exporter.config import LABELS, ExporterConfig
+from aispend.exporter.decode_pool import DecodePool, DecodersUnavailable
 from aispend.exporter.dedupe import Deduper
 from aispend.exporter.freetier import FreeTierUsage
 from aispend.exporter.labels import LabelBounds, clean
 from aispend.exporter.ledger import Ledger, LedgerError
 from aispend.exporter.metrics import UsageMetrics
-from aispend.exporter.normalise import Call, Rejected, normalise
+from aispend.exporter.normalise import Call
+from aispend.exporter.reading import Batch, read_payload, read_request
 from aispend.pricing import FreeTier, PriceEngine
 
 logger = logging.getLogger("aispend.exporter")
@@ -73,8 +74,10 @@ class Pipeline:
         ledger: Ledger | None,
         metrics: UsageMetrics,
         budgets: BudgetTracker | None = None,
+        decoders: DecodePool | None = None,
     ) -> None:
         self.config = config
+        self.decoders = decoders
         self.engine = engine
         self.ledger = ledger
         self.metrics = metrics
@@ -127,36 +130,30 @@ class Pipeline:
 
     # -- one export -----------------------------------------------------------------------------
     def export(self, request: ExportTraceServiceRequest) -> BatchResult:
-        calls: list[Call] = []
-        rejected: dict[str, int] = {}
-        messages: list[str] = []
-        total = 0
-        for span in otlp.spans(request):
-            total += 1
+        return self.record(read_request(request, self.config.max_tokens_per_call, self.config.key_aliases))
+
+    def export_payload(self, body: bytes, as_json: bool = False) -> BatchResult:
+        """A receiver's body. Raises ``otlp.MalformedPayload`` (the receiver answers and counts it)
+        or ``RetryableError``. With ``decoders``, reading happens in their processes."""
+        if self.decoders is not None:
             try:
-                found = normalise(span, self.config.max_tokens_per_call, self.config.key_aliases)
-            except Exception as exc:  # a bug must cost one span, not the batch
-                logger.exception("normalising span %r failed", span.name)
-                found = Rejected("internal_error", f"{type(exc).__name__} while reading span {span.name!r}")
-            if isinstance(found, Rejected):
-                rejected[found.reason] = rejected.get(found.reason, 0) + 1
-                self._log.warn(found.reason, found.detail)
-                if len(messages) < 5:
-                    messages.append(f"{found.reason}: {found.detail}")
-            elif found is not None:
-                calls.append(found)
-        # When several spans describe one call, the first one recorded wins: prefer aispend's own,
-        # then the innermost (a child before the span that wraps it: closer to the wire, e.g. the
-        # Anthropic SDK's span with full cache counts inside OpenLIT's).
-        parents = {(c.trace_id, c.parent_span_id) for c in calls if c.parent_span_id}
-        calls.sort(key=lambda c: (not c.from_aispend, (c.trace_id, c.span_id) in parents))
+                batch = self.decoders.read(body, as_json)
+            except DecodersUnavailable as exc:
+                raise RetryableError(str(exc)) from exc
+        else:
+            batch = read_payload(body, as_json, self.config.max_tokens_per_call, self.config.key_aliases)
+        return self.record(batch)
+
+    def record(self, batch: Batch) -> BatchResult:
+        for reason, detail in batch.examples.items():
+            self._log.warn(reason, detail)
         with self.lock:
-            self.metrics.spans_received += total
-            for reason, n in rejected.items():
+            self.metrics.spans_received += batch.spans
+            for reason, n in batch.rejected.items():
                 UsageMetrics.bump(self.metrics.rejected, reason, n)
-            recorded, duplicates = self._record(calls)
-        n_rejected = sum(rejected.values())
-        return BatchResult(total, len(recorded), n_rejected, duplicates, "; ".join(messages))
+            recorded, duplicates = self._record(batch.calls)
+        n_rejected = sum(batch.rejected.values())
+        return BatchResult(batch.spans, len(recorded), n_rejected, duplicates, "; ".join(batch.messages))
 
     def _record(self, calls: list[Call]) -> tuple[list[Call], int]:
         fresh: list[Call] = []

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from aispend.exporter import usage as usage_reports
 from aispend.exporter.budgets import BudgetsError, BudgetsFile, BudgetTracker, load_budgets
 from aispend.exporter.config import ExporterConfig, parse_address
+from aispend.exporter.decode_pool import DecodePool
 from aispend.exporter.grpc_receiver import serve_grpc
 from aispend.exporter.http_server import Api, serve_api, serve_otlp_http
 from aispend.exporter.ledger import Ledger, open_ledger
@@ -66,7 +67,12 @@ class Exporter:
                 overrides=self.ledger.budget_overrides() if self.ledger else None,
             )
         self.metrics = UsageMetrics(budget_samples=self.budgets.samples if self.budgets else None)
-        self.pipeline = Pipeline(self.config, self.engine, self.ledger, self.metrics, self.budgets)
+        self.decoders: DecodePool | None = None
+        if self.config.decode_workers > 0:
+            self.decoders = DecodePool(
+                self.config.decode_workers, self.config.max_tokens_per_call, self.config.key_aliases
+            )
+        self.pipeline = Pipeline(self.config, self.engine, self.ledger, self.metrics, self.budgets, self.decoders)
         self.registry.register(_Collector(self.metrics, self.config_errors))
         self._servers: list[Any] = []
         self._stop = threading.Event()
@@ -106,6 +112,8 @@ class Exporter:
     # -- run ---------------------------------------------------------------------------------------
     def start(self) -> None:
         self.pipeline.restore()
+        if self.decoders is not None:
+            self.decoders.warm_up()
         if self.ledger is not None:
             self.ledger.prune(self.config.retention_days, time.time_ns())
         cfg = self.config
@@ -161,6 +169,8 @@ class Exporter:
                 server.shutdown()
                 server.server_close()
         self._servers.clear()
+        if self.decoders is not None:
+            self.decoders.shutdown()
         if self.ledger is not None:
             self.ledger.close()
 

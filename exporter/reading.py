@@ -1,0 +1,76 @@
+"""OTLP payload -> the billable calls in it, with what was rejected and why. Pure: no state.
+
+This is the first half of an export (decode, read every span, normalise), the half that needs
+nothing but the payload, so it can run in another process (``decode_pool``); the pipeline does the
+rest (dedupe, price, record) under its lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from aispend.exporter import otlp
+from aispend.exporter.normalise import Call, Rejected, normalise
+
+logger = logging.getLogger("aispend.exporter")
+MAX_MESSAGES = 5  # rejection details returned to the sender in the partial-success reply
+
+
+@dataclass(slots=True)
+class Batch:
+    spans: int = 0
+    calls: list[Call] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)  # reason -> the first detail seen
+    messages: list[str] = field(default_factory=list)
+
+
+def read_payload(body: bytes, as_json: bool, max_tokens: int, key_aliases: Mapping[str, str]) -> Batch:
+    """Raises ``otlp.MalformedPayload`` when the payload as a whole cannot be decoded."""
+    request = otlp.decode_json(body) if as_json else otlp.decode_protobuf(body)
+    return read_request(request, max_tokens, key_aliases)
+
+
+def read_request(request: ExportTraceServiceRequest, max_tokens: int, key_aliases: Mapping[str, str]) -> Batch:
+    batch = Batch()
+    calls = batch.calls
+    for span in otlp.spans(request):
+        batch.spans += 1
+        try:
+            found = normalise(span, max_tokens, key_aliases)
+        except Exception as exc:  # a bug must cost one span, not the batch
+            logger.exception("normalising span %r failed", span.name)
+            found = Rejected("internal_error", f"{type(exc).__name__} while reading span {span.name!r}")
+        if isinstance(found, Rejected):
+            batch.rejected[found.reason] = batch.rejected.get(found.reason, 0) + 1
+            batch.examples.setdefault(found.reason, found.detail)
+            if len(batch.messages) < MAX_MESSAGES:
+                batch.messages.append(f"{found.reason}: {found.detail}")
+        elif found is not None:
+            calls.append(found)
+    # When several spans describe one call, the first one recorded wins: prefer aispend's own,
+    # then the innermost (a child before the span that wraps it: closer to the wire, e.g. the
+    # Anthropic SDK's span with full cache counts inside OpenLIT's).
+    parents = {(c.trace_id, c.parent_span_id) for c in calls if c.parent_span_id}
+    calls.sort(key=lambda c: (not c.from_aispend, (c.trace_id, c.span_id) in parents))
+    return batch
+
+
+# Crossing a process boundary, calls travel as plain tuples: pickling the dataclass costs 4x more.
+_CALL_FIELDS = tuple(f.name for f in fields(Call))
+_call_values = attrgetter(*_CALL_FIELDS)
+
+
+def packed(batch: Batch) -> tuple[Any, ...]:
+    return batch.spans, [_call_values(c) for c in batch.calls], batch.rejected, batch.examples, batch.messages
+
+
+def unpacked(data: tuple[Any, ...]) -> Batch:
+    spans, calls, rejected, examples, messages = data
+    return Batch(spans, [Call(*values) for values in calls], rejected, examples, messages)
