@@ -1,10 +1,13 @@
 """Reading OTLP payloads in worker processes (``--decode-workers N``).
 
-Decoding protobuf and normalising every span is about half of an export's CPU time and needs no
-state, so on a machine with spare cores it runs in other processes while the main one dedupes,
-prices and records (which must stay in one place for exactly-once accounting). Payload bytes go
-out and plain tuples come back (``reading.packed``). A worker that dies makes that export
-retryable (UNAVAILABLE / 503) and the pool is replaced; nothing was recorded for it.
+Decoding protobuf, normalising every span, cleaning labels and pricing (every price without a free
+tier) are most of an export's CPU time and need no shared state, so on a machine with spare cores
+they run in other processes while the main one dedupes, prices free-tier calls and records (which
+must stay in one place for exactly-once accounting). Payload bytes go out and plain tuples come
+back (``reading.packed``). A worker that dies makes that export retryable (UNAVAILABLE / 503) and
+the pool is replaced; nothing was recorded for it. Workers load the same price overrides as the
+main process and are replaced when it reloads them (SIGHUP); if a worker cannot load them it
+prices nothing and the main process prices everything.
 """
 
 from __future__ import annotations
@@ -12,45 +15,62 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
-from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from aispend.exporter.reading import Batch, packed, read_payload, unpacked
+from aispend.exporter.config import ExporterConfig
+from aispend.exporter.reading import Batch, packed, prepare, read_payload, unpacked
+from aispend.pricing import PriceBookError, PriceEngine, load_book
 
 logger = logging.getLogger("aispend.exporter")
-_settings: tuple[int, dict[str, str]] = (50_000_000, {})
+_config = ExporterConfig()
+_engine: PriceEngine | None = None
 
 
 class DecodersUnavailable(RuntimeError):
     """A decode worker died with this payload; nothing was recorded, the sender should retry."""
 
 
-def _init(max_tokens: int, key_aliases: dict[str, str]) -> None:
-    global _settings
-    _settings = (max_tokens, key_aliases)
+def _init(config: ExporterConfig) -> None:
+    global _config, _engine
+    _config = config
+    try:
+        engine = PriceEngine()
+        _engine = engine.with_overrides(load_book(config.prices)) if config.prices else engine
+    except (PriceBookError, OSError):
+        _engine = None  # the main process counts the broken file and prices with its previous one
 
 
 def _read(body: bytes, as_json: bool) -> tuple[Any, ...]:
-    return packed(read_payload(body, as_json, *_settings))
+    batch = read_payload(body, as_json, _config.max_tokens_per_call, _config.key_aliases)
+    if _engine is not None:
+        prepare(batch, _engine, _config.label_max_length)
+    return packed(batch)
 
 
 class DecodePool:
-    def __init__(self, workers: int, max_tokens: int, key_aliases: Mapping[str, str]) -> None:
-        self._workers = workers
-        self._initargs = (max_tokens, dict(key_aliases))
+    def __init__(self, config: ExporterConfig) -> None:
+        self._config = config
         self._lock = threading.Lock()
         self._executor = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
         # spawn: forking a process that runs gRPC threads is unsafe
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self._workers, mp_context=context, initializer=_init, initargs=self._initargs)
+        return ProcessPoolExecutor(
+            self._config.decode_workers, mp_context=context, initializer=_init, initargs=(self._config,)
+        )
+
+    def reload(self) -> None:
+        """New workers (with the price overrides as they are now); exports in flight finish on the old."""
+        with self._lock:
+            old, self._executor = self._executor, self._new()
+        old.shutdown(wait=False)
 
     def warm_up(self) -> None:
         """Start the workers now rather than on the first export."""
-        for future in [self._executor.submit(_read, b"", False) for _ in range(self._workers)]:
+        for future in [self._executor.submit(_read, b"", False) for _ in range(self._config.decode_workers)]:
             future.result()
 
     def read(self, body: bytes, as_json: bool) -> Batch:

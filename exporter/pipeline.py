@@ -13,17 +13,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from aispend.exporter.budgets import BudgetTracker
 from aispend.exporter.config import LABELS, ExporterConfig
+from aispend.exporter.costing import clean_labels, price_call
 from aispend.exporter.decode_pool import DecodePool, DecodersUnavailable
 from aispend.exporter.dedupe import Deduper
 from aispend.exporter.freetier import FreeTierUsage
-from aispend.exporter.labels import LabelBounds, clean
+from aispend.exporter.labels import LabelBounds
 from aispend.exporter.ledger import Ledger, LedgerError
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.normalise import Call
@@ -32,7 +33,6 @@ from aispend.pricing import FreeTier, PriceEngine
 
 logger = logging.getLogger("aispend.exporter")
 _ZERO = Decimal(0)
-_CLEANED_FIELDS = (*LABELS, "response_model", "price_model", "error_type")
 
 
 class RetryableError(RuntimeError):
@@ -151,24 +151,27 @@ class Pipeline:
             self.metrics.spans_received += batch.spans
             for reason, n in batch.rejected.items():
                 UsageMetrics.bump(self.metrics.rejected, reason, n)
-            recorded, duplicates = self._record(batch.calls)
+            recorded, duplicates = self._record(batch)
         n_rejected = sum(batch.rejected.values())
         return BatchResult(batch.spans, len(recorded), n_rejected, duplicates, "; ".join(batch.messages))
 
-    def _record(self, calls: list[Call]) -> tuple[list[Call], int]:
+    def _record(self, batch: Batch) -> tuple[list[Call], int]:
         fresh: list[Call] = []
         duplicates: dict[str, int] = {}
-        clamped: dict[str, int] = {}
+        clamped = dict(batch.clamped)
+        limit = self.config.label_max_length
         try:
-            for call in calls:
-                self._clean(call, clamped)
+            for call in batch.calls:
+                if not batch.prepared:
+                    clean_labels(call, limit, clamped)
                 reason = self.deduper.duplicate(call)
                 if reason is not None:
                     duplicates[reason] = duplicates.get(reason, 0) + 1
                     continue
                 self.deduper.stage(call)
                 try:
-                    self._price(call)
+                    if call.cost is None:  # not priced where the payload was read
+                        self._price(call)
                 except LedgerError:  # a free-tier lookup could not read the ledger: retry the batch
                     raise
                 except Exception:  # a pricing bug must not make the sender retry this batch forever
@@ -197,41 +200,13 @@ class Pipeline:
             self.budgets.add(fresh)
         return fresh, sum(duplicates.values())
 
-    def _clean(self, call: Call, clamped: dict[str, int]) -> None:
-        limit = self.config.label_max_length
-        values = [getattr(call, name) or "" for name in _CLEANED_FIELDS]
-        if max(map(len, values)) <= limit and "".join(values).isprintable():
-            return  # the common case: one check for all fields
-        for name in _CLEANED_FIELDS:
-            value = getattr(call, name)
-            if value and (len(value) > limit or not value.isprintable()):
-                cleaned, reason = clean(value, limit)
-                if reason:
-                    setattr(call, name, cleaned)
-                    clamped[reason] = clamped.get(reason, 0) + 1
-
     def _price(self, call: Call) -> None:
-        when = datetime.fromtimestamp(call.start_ns / 1e9, UTC) if call.start_ns else datetime.now(UTC)
-        tiers: list[FreeTier] = []
-
-        def free_used(tier: FreeTier) -> int:
-            tiers.append(tier)
+        def free_used(tier: FreeTier, when: datetime) -> int:
             return self.free.used(call.provider, call.key, tier, when)
 
-        result = self.engine.price_usage(call.provider, call.price_model, call, when, free_used)
-        if not result.matched and call.model and call.model != call.price_model:
-            # e.g. a snapshot name the price data does not know yet: price what was asked for
-            result = self.engine.price_usage(call.provider, call.model, call, when, free_used)
-        if tiers and call.requests:
-            self.free.stage(call.provider, call.key, tiers[-1], when, call.requests)
-        if result.matched and call.usage_known:
-            call.cost, call.priced, call.free_units = result.cost, True, result.free_units
-        elif call.span_cost is not None and call.usage_known:
-            call.cost, call.priced = Decimal(repr(call.span_cost)), True  # the instrumentation's own price
-        else:
-            call.cost = _ZERO
-            billable = call.input_tokens or call.output_tokens or call.requests or call.images
-            call.priced = not billable and call.usage_known  # nothing to price is not "unpriced"
+        staged = price_call(self.engine, call, free_used)
+        if staged is not None:
+            self.free.stage(call.provider, call.key, *staged, call.requests)
 
     def _apply(self, calls: list[Call]) -> None:
         metrics, bound = self.metrics, self.bounds.bound

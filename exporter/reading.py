@@ -1,8 +1,9 @@
 """OTLP payload -> the billable calls in it, with what was rejected and why. Pure: no state.
 
-This is the first half of an export (decode, read every span, normalise), the half that needs
-nothing but the payload, so it can run in another process (``decode_pool``); the pipeline does the
-rest (dedupe, price, record) under its lock.
+This is the first half of an export (decode, read every span, normalise; and in decode workers also
+clean labels and set prices that need no state), the half that needs nothing but the payload, so it
+can run in another process (``decode_pool``); the pipeline does the rest (dedupe, free-tier prices,
+record) under its lock.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from aispend.exporter import otlp
+from aispend.exporter.costing import clean_labels, price_if_stateless
 from aispend.exporter.normalise import Call, Rejected, normalise
+from aispend.pricing import PriceEngine
 
 logger = logging.getLogger("aispend.exporter")
 MAX_MESSAGES = 5  # rejection details returned to the sender in the partial-success reply
@@ -29,6 +32,17 @@ class Batch:
     rejected: dict[str, int] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)  # reason -> the first detail seen
     messages: list[str] = field(default_factory=list)
+    prepared: bool = False  # labels cleaned and stateless prices set (``prepare``)
+    clamped: dict[str, int] = field(default_factory=dict)  # label values cleaned, by reason
+
+
+def prepare(batch: Batch, engine: PriceEngine, label_max_length: int) -> Batch:
+    """Clean labels and price every call whose price needs no free-tier state (decode workers)."""
+    for call in batch.calls:
+        clean_labels(call, label_max_length, batch.clamped)
+        price_if_stateless(engine, call)
+    batch.prepared = True
+    return batch
 
 
 def read_payload(body: bytes, as_json: bool, max_tokens: int, key_aliases: Mapping[str, str]) -> Batch:
@@ -68,9 +82,10 @@ _call_values = attrgetter(*_CALL_FIELDS)
 
 
 def packed(batch: Batch) -> tuple[Any, ...]:
-    return batch.spans, [_call_values(c) for c in batch.calls], batch.rejected, batch.examples, batch.messages
+    calls = [_call_values(c) for c in batch.calls]
+    return batch.spans, calls, batch.rejected, batch.examples, batch.messages, batch.prepared, batch.clamped
 
 
 def unpacked(data: tuple[Any, ...]) -> Batch:
-    spans, calls, rejected, examples, messages = data
-    return Batch(spans, [Call(*values) for values in calls], rejected, examples, messages)
+    spans, calls, rejected, examples, messages, prepared, clamped = data
+    return Batch(spans, [Call(*values) for values in calls], rejected, examples, messages, prepared, clamped)

@@ -69,9 +69,7 @@ class Exporter:
         self.metrics = UsageMetrics(budget_samples=self.budgets.samples if self.budgets else None)
         self.decoders: DecodePool | None = None
         if self.config.decode_workers > 0:
-            self.decoders = DecodePool(
-                self.config.decode_workers, self.config.max_tokens_per_call, self.config.key_aliases
-            )
+            self.decoders = DecodePool(self.config)
         self.pipeline = Pipeline(self.config, self.engine, self.ledger, self.metrics, self.budgets, self.decoders)
         self.registry.register(_Collector(self.metrics, self.config_errors))
         self._servers: list[Any] = []
@@ -91,6 +89,8 @@ class Exporter:
             self._error("prices", exc)
         if hasattr(self, "pipeline"):
             self.pipeline.engine = self.engine
+        if getattr(self, "decoders", None) is not None:
+            self.decoders.reload()
 
     def _read_budgets(self) -> BudgetsFile | None:
         if not self.config.budgets:
