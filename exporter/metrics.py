@@ -2,8 +2,10 @@
 
 A collector that yields metric families from dicts is several times cheaper per recorded call
 than prometheus-client's labelled counters (no per-child lock or object), which is what lets one
-process keep up with tens of thousands of spans a second. Costs are summed as Decimal and become
-floats only here, at the Prometheus boundary.
+process keep up with tens of thousands of spans a second. Each label set is one list holding its
+cost, tokens by type, calls by status and exemplar (a dict entry per counter and type costs about
+four times the memory at 100,000 label sets). Costs are summed as Decimal and become floats only
+here, at the Prometheus boundary.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -36,6 +39,13 @@ LABEL_OVERFLOW = "aispend_label_overflow"
 VALUES_CLAMPED = "aispend_values_clamped"
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
+STATUSES = ("ok", "error", "rate_limited")  # the values normalise gives a call's status
+_STATUS = {status: i for i, status in enumerate(STATUSES)}
+# one label set's series: [cost, tokens by TOKEN_TYPES..., calls by STATUSES..., exemplar trace id,
+# exemplar value, exemplar time]
+_TOKENS = 1
+_CALLS = _TOKENS + len(TOKEN_TYPES)
+_EXEMPLAR = _CALLS + len(STATUSES)
 DURATION_LABELS = ("provider", "model", "operation", "status")
 # GenAI semantic-convention buckets for gen_ai.client.operation.duration
 BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -48,10 +58,7 @@ class UsageMetrics:
     """In-memory counters, written by the pipeline under its lock and read by Prometheus."""
 
     def __init__(self, budget_samples: BudgetSamples | None = None) -> None:
-        self.cost: dict[LabelValues, Decimal] = {}
-        self.tokens: dict[LabelValues, int] = {}
-        self.requests: dict[LabelValues, int] = {}
-        self.exemplars: dict[LabelValues, tuple[str, float, float]] = {}
+        self.series: dict[LabelValues, list[Any]] = {}
         self.duration: dict[LabelValues, list[float]] = {}  # bucket counts..., sum, count
         self.unpriced: dict[LabelValues, int] = {}
         self.spans_received = 0
@@ -66,21 +73,23 @@ class UsageMetrics:
         self,
         labels: LabelValues,
         cost: Decimal,
-        tokens: Iterable[tuple[str, int]],
+        tokens: tuple[int, int, int, int, int],
         status: str,
         duration_key: LabelValues,
         duration: float,
-        trace_id: str,
+        trace_id: bytes,
     ) -> None:
-        self.cost[labels] = self.cost.get(labels, _ZERO) + cost
-        for token_type, count in tokens:
+        """One call: ``tokens`` in TOKEN_TYPES order; ``trace_id`` becomes the cost's exemplar."""
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = _new_series()
+        series[0] += cost
+        for i, count in enumerate(tokens, _TOKENS):
             if count:
-                key = (*labels, token_type)
-                self.tokens[key] = self.tokens.get(key, 0) + count
-        rkey = (*labels, status)
-        self.requests[rkey] = self.requests.get(rkey, 0) + 1
+                series[i] += count
+        series[_CALLS + _STATUS[status]] += 1
         if trace_id:
-            self.exemplars[labels] = (trace_id, float(cost), time.time())
+            series[_EXEMPLAR : _EXEMPLAR + 3] = trace_id, cost, time.time()
         self.observe_duration(duration_key, duration)
 
     def observe_duration(self, key: LabelValues, seconds: float) -> None:
@@ -107,15 +116,37 @@ class UsageMetrics:
 
     def restore(self, labels: LabelValues, cost: Decimal, tokens: dict[str, int], requests: dict[str, int]) -> None:
         """Counters as the ledger left them, so a restart resets nothing Prometheus saw."""
-        self.cost[labels] = self.cost.get(labels, _ZERO) + cost
-        for token_type, count in tokens.items():
-            if count:
-                key = (*labels, token_type)
-                self.tokens[key] = self.tokens.get(key, 0) + count
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = _new_series()
+        series[0] += cost
+        for i, token_type in enumerate(TOKEN_TYPES, _TOKENS):
+            series[i] += tokens.get(token_type) or 0
         for status, count in requests.items():
-            if count:
-                key = (*labels, status)
-                self.requests[key] = self.requests.get(key, 0) + count
+            series[_CALLS + _STATUS[status]] += count or 0
+
+    # -- views (tests and the JSON API read these; Prometheus reads collect()) --------------------
+    @property
+    def cost(self) -> dict[LabelValues, Decimal]:
+        return {labels: s[0] for labels, s in list(self.series.items())}
+
+    @property
+    def tokens(self) -> dict[LabelValues, int]:
+        return {
+            (*labels, token_type): s[i]
+            for labels, s in list(self.series.items())
+            for i, token_type in enumerate(TOKEN_TYPES, _TOKENS)
+            if s[i]
+        }
+
+    @property
+    def requests(self) -> dict[LabelValues, int]:
+        return {
+            (*labels, status): s[i]
+            for labels, s in list(self.series.items())
+            for i, status in enumerate(STATUSES, _CALLS)
+            if s[i]
+        }
 
     @staticmethod
     def bump(counter: dict[str, int], reason: str, n: int = 1) -> None:
@@ -124,21 +155,21 @@ class UsageMetrics:
     # -- reading (Prometheus) ------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:
         cost = CounterMetricFamily(COST, "Cost of AI, search and image API calls in USD.", labels=LABELS)
-        exemplars = dict(self.exemplars)
-        for labels, value in dict(self.cost).items():
-            ex = exemplars.get(labels)
-            exemplar = Exemplar({"trace_id": ex[0]}, ex[1], ex[2]) if ex else None
-            cost.add_metric(labels, float(value), exemplar=exemplar)
-        yield cost
-
         tokens = CounterMetricFamily(TOKENS, "Tokens used, by type.", labels=(*LABELS, "type"))
-        for labels, value in dict(self.tokens).items():
-            tokens.add_metric(labels, value)
-        yield tokens
-
         requests = CounterMetricFamily(REQUESTS, "Provider calls, by outcome.", labels=(*LABELS, "status"))
-        for labels, value in dict(self.requests).items():
-            requests.add_metric(labels, value)
+        for labels, series in list(self.series.items()):
+            series = list(series)  # a consistent copy: the pipeline may be adding to it
+            trace_id, value, when = series[_EXEMPLAR : _EXEMPLAR + 3]
+            exemplar = Exemplar({"trace_id": trace_id.hex()}, float(value), when) if trace_id else None
+            cost.add_metric(labels, float(series[0]), exemplar=exemplar)
+            for i, token_type in enumerate(TOKEN_TYPES, _TOKENS):
+                if series[i]:
+                    tokens.add_metric((*labels, token_type), series[i])
+            for i, status in enumerate(STATUSES, _CALLS):
+                if series[i]:
+                    requests.add_metric((*labels, status), series[i])
+        yield cost
+        yield tokens
         yield requests
 
         hist = HistogramMetricFamily(DURATION, "Duration of provider calls.", labels=DURATION_LABELS)
@@ -177,6 +208,10 @@ class UsageMetrics:
 
 
 _ZERO = Decimal(0)
+
+
+def _new_series() -> list[Any]:
+    return [_ZERO, *([0] * (len(TOKEN_TYPES) + len(STATUSES))), b"", 0.0, 0.0]
 
 
 def _le(bound: float) -> str:

@@ -220,15 +220,9 @@ class Pipeline:
                 bound("customer", c.customer),
                 bound("key", c.key),
             )
-            tokens = (
-                ("input", c.input_tokens),
-                ("output", c.output_tokens),
-                ("cache_read", c.cache_read_tokens),
-                ("cache_write", c.cache_write_tokens),
-                ("reasoning", c.reasoning_tokens),
-            )
+            tokens = (c.input_tokens, c.output_tokens, c.cache_read_tokens, c.cache_write_tokens, c.reasoning_tokens)
             duration_key = (labels[1], labels[2], labels[3], c.status)
-            metrics.add_call(labels, c.cost, tokens, c.status, duration_key, c.duration_s, c.trace_id.hex())
+            metrics.add_call(labels, c.cost, tokens, c.status, duration_key, c.duration_s, c.trace_id)
             if not c.priced:
                 key = (labels[1], labels[2])
                 metrics.unpriced[key] = metrics.unpriced.get(key, 0) + 1
