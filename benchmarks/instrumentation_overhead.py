@@ -1,7 +1,8 @@
 """Latency aispend adds to an OpenAI SDK call, against a local fake server in its own process.
 
-Compared in the same run: no instrumentation (baseline), aispend, the official
-opentelemetry-instrumentation-openai-v2, and aispend with the budget guard on (no budget
+Compared in the same run: no instrumentation (baseline), aispend (spans made on its recording
+thread, the default), aispend with AISPEND_RECORD_INLINE (spans made on the calling thread), the
+official opentelemetry-instrumentation-openai-v2, and aispend with the budget guard on (no budget
 matching the call). Each configuration runs in interleaved rounds so drift hits all alike; added
 latency = configuration minus baseline, at the median and p99. Spans go through a
 BatchSpanProcessor to an exporter that drops them, as in production minus the network.
@@ -128,6 +129,10 @@ def run(fake_url: str, budgets_url: str, calls: int, rounds: int) -> None:
     configs: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
         "baseline (none)": (lambda: None, lambda: None),
         "aispend": (lambda: aispend.instrument(tracer_provider=provider, provider_urls=urls), aispend.uninstrument),
+        "aispend, inline": (
+            lambda: aispend.instrument(tracer_provider=provider, provider_urls=urls, record_inline=True),
+            aispend.uninstrument,
+        ),
         "openai-v2": (lambda: v2.instrument(tracer_provider=provider), v2.uninstrument),
         "aispend + budget guard": (
             lambda: aispend.instrument(

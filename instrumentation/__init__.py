@@ -32,6 +32,8 @@ Latency: the calling thread only routes the request and keeps references to the 
 and span creation run on one background thread per process (``aispend-recorder``), mostly while
 the app waits on the network. ``TracerProvider.force_flush()`` and ``shutdown()`` (and so
 interpreter exit) wait for it, so a serverless handler that flushes before returning loses nothing.
+``record_inline`` / ``AISPEND_RECORD_INLINE=true`` does that work on the calling thread instead:
+less CPU in total and no effect on other calls' tail latency, for more latency on each call.
 
 Double counting: when another GenAI instrumentation (opentelemetry-instrumentation-openai-v2,
 OpenLLMetry, OpenLIT, or the Anthropic SDK's own spans) is active too, both spans are exported;
@@ -56,7 +58,7 @@ from aispend.instrumentation.config import InstrumentationConfig
 from aispend.instrumentation.hooks import httpx_clients, requests_session
 from aispend.instrumentation.package import _instruments_any
 from aispend.instrumentation.safety import log_once
-from aispend.instrumentation.worker import worker
+from aispend.instrumentation.worker import background, inline
 
 __all__ = ["AiSpendInstrumentor", "attribute"]
 
@@ -90,7 +92,8 @@ class AiSpendInstrumentor(BaseInstrumentor):
             self.guard = BudgetGuard.from_config(config)
             self.guard.start()
             budget_check = self.guard.check
-        self.recorder = Recorder(tracer, config, budget_check=budget_check)
+        jobs = inline if config.record_inline else background
+        self.recorder = Recorder(tracer, config, budget_check=budget_check, jobs=jobs)
         for name in _HTTPX_MODULES:
             module = _optional(name)
             if module is None:
@@ -123,10 +126,10 @@ class AiSpendInstrumentor(BaseInstrumentor):
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the spans of every call that has finished so far are recorded (they are
         made on a background thread; see ``calls``). False if that took longer than ``timeout``."""
-        return worker.flush(timeout)
+        return background.flush(timeout)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        worker.flush(2.0)
+        background.flush(2.0)
         while self._wrapped:
             cls, method = self._wrapped.pop()
             unwrap(cls, method)
@@ -143,12 +146,13 @@ _SETTINGS = (
     "budgets_url",
     "budgets_refresh_seconds",
     "budgets_fail_closed",
+    "record_inline",
 )
 
 
 def _flush_first(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     try:
-        worker.flush(2.0)
+        background.flush(2.0)
     except Exception as exc:
         log_once("flushing recorded calls", exc)
     return wrapped(*args, **kwargs)

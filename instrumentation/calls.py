@@ -6,7 +6,7 @@ whichever of end-of-stream, close, garbage collection or an error comes first.
 
 Split by thread. On the calling thread: route the request, strip the ``x-aispend-*`` headers,
 note the time, the OTel context and the ``attribute()`` scope, and hand the body bytes (each
-streamed chunk as it passes) to ``worker``. On the worker: parse the request, the response and
+streamed chunk as it passes) to ``worker.background``. On the worker: parse the request, the response and
 the stream, resolve attribution, and make the span with the noted start time and parent. Made
 in one go it is the same span the SDK would export had it been started when the request left;
 aispend never makes its span current, so nothing can tell the difference while the call is in
@@ -39,7 +39,7 @@ from aispend.instrumentation.exchange import MAX_BODY, HttpRequest, HttpResponse
 from aispend.instrumentation.safety import log_once
 from aispend.instrumentation.sdk_errors import for_sdk
 from aispend.instrumentation.sse import SSEParser
-from aispend.instrumentation.worker import Worker, worker
+from aispend.instrumentation.worker import Worker, background
 from aispend.keys import alias_for
 
 R = TypeVar("R")
@@ -63,7 +63,7 @@ class Recorder:
         self.config = config
         self.router = router or Router(config.provider_urls)
         self.budget_check = budget_check
-        self.jobs = jobs or worker
+        self.jobs = jobs or background
         self._aliases: dict[str, str] = {}  # key -> alias, so each key is fingerprinted once
 
     def begin(

@@ -54,6 +54,7 @@ class InstrumentationConfig:
     budgets_url: str | None = None
     budgets_refresh_seconds: float = 10.0
     budgets_fail_closed: bool = False
+    record_inline: bool = False  # parse and make spans on the calling thread, not aispend-recorder
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> InstrumentationConfig:
@@ -73,6 +74,7 @@ class InstrumentationConfig:
                 kwargs.get("budgets_refresh_seconds") or env.get("AISPEND_BUDGETS_REFRESH_SECONDS") or 10.0  # type: ignore[arg-type]
             ),
             budgets_fail_closed=_flag(kwargs.get("budgets_fail_closed"), env.get("AISPEND_BUDGETS_FAIL_CLOSED")),
+            record_inline=_flag(kwargs.get("record_inline"), env.get("AISPEND_RECORD_INLINE")),
         )
 
 

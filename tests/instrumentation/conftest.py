@@ -52,6 +52,14 @@ class Harness:
         return dict(self.span().attributes)
 
 
+@pytest.fixture(autouse=True)
+def fresh_log_once():
+    """log_once warns once per process; each test starts as a fresh process would."""
+    from aispend.instrumentation import safety
+
+    safety._seen.clear()
+
+
 @pytest.fixture(scope="session")
 def fake() -> Iterator[FakeProviders]:
     with FakeProviders() as server:
@@ -69,10 +77,12 @@ def instrument(fake: FakeProviders, **kwargs) -> Harness:
     return Harness(fake, exporter, provider, instrumentor)
 
 
-@pytest.fixture
-def harness(fake) -> Iterator[Harness]:
+@pytest.fixture(params=["background", "inline"])
+def harness(request, fake) -> Iterator[Harness]:
+    """Every test runs with spans made on the recording thread (the default) and on the calling
+    thread (``AISPEND_RECORD_INLINE``): the spans must be the same."""
     fake.reset()
-    h = instrument(fake)
+    h = instrument(fake, record_inline=request.param == "inline")
     try:
         yield h
     finally:
