@@ -32,7 +32,7 @@ from aispend import semconv as sc
 from aispend.errors import BudgetExceededError
 from aispend.instrumentation import attribution
 from aispend.instrumentation.adapters import Adapter, CallStart, Observed, Router
-from aispend.instrumentation.adapters.base import estimate_tokens, set_usage, text_chars
+from aispend.instrumentation.adapters.base import StreamObserver, estimate_tokens, set_usage, text_chars
 from aispend.instrumentation.config import InstrumentationConfig
 from aispend.instrumentation.decoding import Decoder, decoder_for
 from aispend.instrumentation.exchange import MAX_BODY, HttpRequest, HttpResponse
@@ -347,7 +347,7 @@ class Tap:
     chunk (bytes are immutable) and hands them to the worker in batches of up to ``BATCH_BYTES``;
     the decoder and SSE parser live on the worker."""
 
-    __slots__ = ("_body", "_call", "_chunks", "_decoder", "_jobs", "_pending", "_sse", "_status")
+    __slots__ = ("_body", "_call", "_chunks", "_decoder", "_jobs", "_observer", "_pending", "_sse", "_status")
 
     def __init__(self, call: Call, status: int, headers: Mapping[str, str], already_decoded: bool) -> None:
         self._call = call
@@ -355,6 +355,7 @@ class Tap:
         self._jobs = call.recorder.jobs
         self._decoder: Decoder | None = None
         self._sse: SSEParser | None = None
+        self._observer: StreamObserver | None = None
         self._body: bytearray | None = None
         self._chunks: list[bytes] = []
         self._pending = 0
@@ -392,9 +393,9 @@ class Tap:
             assert call.start is not None and call.observed is not None
             self._decoder = decoder_for(encoding)
             if self._decoder is not None and "text/event-stream" in content_type and self._status < 400:
-                observer = call.adapter.stream_observer(call.start, call.observed)
-                if observer is not None:
-                    self._sse = SSEParser(observer.on_event)
+                self._observer = call.adapter.stream_observer(call.start, call.observed)
+                if self._observer is not None:
+                    self._sse = SSEParser(self._observer.on_event)
             if self._sse is None and self._decoder is not None:
                 self._body = bytearray()
         except Exception as exc:
@@ -422,8 +423,9 @@ class Tap:
         self._feed(chunks)
         call = self._call
         try:
-            if self._sse is not None:
+            if self._sse is not None and self._observer is not None:
                 self._sse.close()
+                self._observer.close()
             elif self._body is not None and call.start is not None and call.observed is not None:
                 response = HttpResponse(self._status, {}, bytes(self._body))
                 call.adapter.response_attributes(call.start, response, call.observed)

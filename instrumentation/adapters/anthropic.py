@@ -12,6 +12,7 @@ from typing import Any
 from aispend import semconv as sc
 from aispend.instrumentation.adapters.base import (
     CallStart,
+    HeldEvents,
     Observed,
     bearer,
     dig,
@@ -99,17 +100,32 @@ class AnthropicAdapter:
 
 
 class _AnthropicStream:
-    __slots__ = ("_adapter", "_usage", "observed")
+    """Usage comes in message_start and message_delta; the text deltas are held and read only if
+    no usage came (or content capture is on)."""
+
+    __slots__ = ("_adapter", "_deltas", "_usage", "observed")
 
     def __init__(self, adapter: AnthropicAdapter, observed: Observed) -> None:
         self._adapter = adapter
         self.observed = observed
         self._usage: dict[str, int] = {}
+        self._deltas = HeldEvents(self._apply)
 
     def on_event(self, event: str, data: str) -> None:
-        payload = event_json(data)
-        if not isinstance(payload, dict):
+        if event == "content_block_delta":
+            self._deltas.add(data)
             return
+        payload = event_json(data)
+        if isinstance(payload, dict):
+            self._apply(payload, event)
+
+    def close(self) -> None:
+        if self.observed.output_text is not None or not self.observed.usage_reported:
+            self._deltas.release()
+        else:
+            self._deltas.discard()
+
+    def _apply(self, payload: dict[str, Any], event: str = "") -> None:
         kind = payload.get("type") or event
         if kind == "message_start" and isinstance(payload.get("message"), dict):
             self._adapter._message(payload["message"], self.observed, self._usage)

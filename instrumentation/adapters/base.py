@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ class CallStart:
     attributes: Attributes = field(default_factory=dict)
     prompt: tuple[Any, ...] = ()  # prompt structures; their text is counted only if usage must be estimated
     input_messages: Any = None  # the prompt, kept only when content capture is on
+    choices: int = 1  # completions asked for (OpenAI's n): each ends with its own finish reason
 
 
 @dataclass(slots=True)
@@ -54,6 +56,49 @@ class StreamObserver(Protocol):
     observed: Observed
 
     def on_event(self, event: str, data: str) -> None: ...
+
+    def close(self) -> None:
+        """The stream ended (or was closed or dropped): read what was held back."""
+
+
+HOLD_LIMIT = 4_000_000  # characters of event data held per stream before it is read as it comes
+
+
+class HeldEvents:
+    """Event data kept (not parsed) until the stream ends. Usage, finish reasons, model and id sit
+    in a stream's last events, and the text of the others is needed only when the provider reported
+    no usage or content capture is on, so most events of a long stream are never parsed at all.
+    The user's chunks are never held: this keeps the observer's own copy of each event's data."""
+
+    __slots__ = ("_apply", "_events", "_size")
+
+    def __init__(self, apply: Callable[[dict[str, Any]], None]) -> None:
+        self._apply = apply
+        self._events: list[str] = []
+        self._size = 0
+
+    def add(self, data: str) -> None:
+        self._events.append(data)
+        self._size += len(data)
+        if self._size > HOLD_LIMIT:
+            self.release()  # a very long stream: read what is held, in order, and keep going
+
+    def release(self, enough: Callable[[list[dict[str, Any]]], bool] | None = None) -> None:
+        """Parse the held events newest first until ``enough(parsed)`` (None: all of them), then
+        apply the parsed ones in stream order."""
+        parsed: list[dict[str, Any]] = []
+        for data in reversed(self._events):
+            event = event_json(data)
+            if isinstance(event, dict):
+                parsed.append(event)
+                if enough is not None and enough(parsed):
+                    break
+        self.discard()
+        for event in reversed(parsed):
+            self._apply(event)
+
+    def discard(self) -> None:
+        self._events, self._size = [], 0
 
 
 class Adapter(Protocol):

@@ -12,9 +12,9 @@ from typing import Any
 from aispend import semconv as sc
 from aispend.instrumentation.adapters.base import (
     CallStart,
+    HeldEvents,
     Observed,
     error_type_from_body,
-    event_json,
     finish_reasons,
     num,
     set_usage,
@@ -115,16 +115,29 @@ class GeminiAdapter:
 
 
 class _GeminiStream:
-    __slots__ = ("_adapter", "observed")
+    """Each chunk carries the usage so far: chunks are held and, when the last one has the usage
+    (and content capture is off), only it is parsed."""
+
+    __slots__ = ("_adapter", "_chunks", "observed")
 
     def __init__(self, adapter: GeminiAdapter, observed: Observed) -> None:
         self._adapter = adapter
         self.observed = observed
+        self._chunks = HeldEvents(self._apply)
 
     def on_event(self, event: str, data: str) -> None:
-        chunk = event_json(data)
-        if isinstance(chunk, dict):
-            if "error" in chunk and "candidates" not in chunk:
-                self.observed.error_type = error_type_from_body(chunk) or "stream_error"
-            else:
-                self._adapter.read_chunk(chunk, self.observed)
+        self._chunks.add(data)
+
+    def close(self) -> None:
+        capture = self.observed.output_text is not None
+        self._chunks.release(None if capture else _usage_in_newest)
+
+    def _apply(self, chunk: dict[str, Any]) -> None:
+        if "error" in chunk and "candidates" not in chunk:
+            self.observed.error_type = error_type_from_body(chunk) or "stream_error"
+        else:
+            self._adapter.read_chunk(chunk, self.observed)
+
+
+def _usage_in_newest(tail: list[dict[str, Any]]) -> bool:
+    return isinstance(tail[0].get("usageMetadata"), dict) and "error" not in tail[0]

@@ -13,6 +13,7 @@ from typing import Any
 from aispend import semconv as sc
 from aispend.instrumentation.adapters.base import (
     CallStart,
+    HeldEvents,
     Observed,
     bearer,
     dig,
@@ -110,6 +111,9 @@ class OpenAIAdapter:
             model=model if isinstance(model, str) else None,
             stream=body.get("stream") is True,
         )
+        choices = num(body.get("n"))
+        if kind == "llm" and choices:
+            start.choices = choices
         prompt = body.get("messages", body.get("input", body.get("prompt")))
         if kind in ("llm", "embedding"):
             start.prompt = (prompt, body.get("instructions"))
@@ -155,20 +159,53 @@ class OpenAIAdapter:
 
 
 class _OpenAIStream:
-    """Chat/Completions chunks (usage only with stream_options.include_usage) and Responses events."""
+    """Chat/Completions chunks (usage only with stream_options.include_usage) and Responses events.
 
-    __slots__ = ("_adapter", "_reasons", "_start", "observed")
+    Chat chunks are held and read from the end at close: with usage in the last chunk, only the
+    chunks back to the last finish reason are parsed. Responses text deltas are held likewise and
+    read only if no usage came; its other (few) events are read as they come."""
+
+    __slots__ = ("_adapter", "_chunks", "_deltas", "_reasons", "_start", "observed")
 
     def __init__(self, adapter: OpenAIAdapter, start: CallStart, observed: Observed) -> None:
         self._adapter = adapter
         self._start = start
         self.observed = observed
         self._reasons: dict[int, str] = {}
+        self._chunks = HeldEvents(self._apply)
+        self._deltas = HeldEvents(self._apply)
 
     def on_event(self, event: str, data: str) -> None:
-        chunk = event_json(data)
-        if not isinstance(chunk, dict):
-            return
+        if event == "response.output_text.delta":
+            self._deltas.add(data)
+        elif event:
+            chunk = event_json(data)
+            if isinstance(chunk, dict):
+                self._apply(chunk)
+        elif data != "[DONE]":
+            self._chunks.add(data)
+
+    def close(self) -> None:
+        capture = self.observed.output_text is not None
+        self._chunks.release(None if capture else self._enough)
+        if capture or not self.observed.usage_reported:
+            self._deltas.release()
+        else:
+            self._deltas.discard()
+
+    def _enough(self, tail: list[dict[str, Any]]) -> bool:
+        """The newest chunks hold the usage and every choice's finish reason."""
+        if not isinstance(tail[0].get("usage"), dict):
+            return False  # no usage at the end: every chunk's text may be needed for the estimate
+        finished = {
+            choice.get("index", 0)
+            for chunk in tail
+            for choice in chunk.get("choices") or ()
+            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str)
+        }
+        return len(finished) >= self._start.choices
+
+    def _apply(self, chunk: dict[str, Any]) -> None:
         kind = chunk.get("type")
         if isinstance(kind, str) and kind.startswith("response."):
             self._responses_event(kind, chunk)
