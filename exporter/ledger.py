@@ -198,10 +198,13 @@ class Ledger:
         self._upsert_daily = self.dialect.upsert_daily()
         self._upsert_durations = self.dialect.upsert_durations()
 
-    # -- what a backend provides -----------------------------------------------------------------
-    def close(self) -> None:
-        raise NotImplementedError
+    _conn: Any  # the backend's connection
 
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- what a backend provides -----------------------------------------------------------------
     def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         """Run (sql, rows) pairs with executemany in one transaction; raise LedgerError on failure."""
         raise NotImplementedError
@@ -416,10 +419,6 @@ class SQLiteLedger(Ledger):
         self._conn.execute("PRAGMA synchronous=NORMAL")
         for statement in self.dialect.schema():
             self._conn.execute(statement)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
     def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         try:

@@ -52,10 +52,6 @@ class PostgresLedger(Ledger):
             self._conn = self._connect()
         return self._conn
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
     def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         try:
             with self._lock:

@@ -26,6 +26,10 @@ class HttpRequest:
         """The body as JSON, or None when absent or not JSON."""
         return parse_json(self.body)
 
+    def with_content(self, query: str, headers: Mapping[str, str], body: bytes | None) -> HttpRequest:
+        """This head, with what is read only for a request an adapter recognised."""
+        return HttpRequest(self.method, self.scheme, self.host, self.port, self.path, query, headers, body)
+
     def query_params(self) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(self.query).items()}
 

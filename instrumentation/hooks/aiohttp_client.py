@@ -86,16 +86,7 @@ def _complete(session: Any, head: HttpRequest, url: URL, kwargs: Mapping[str, An
     extra = kwargs.get("headers")
     if extra:
         headers.update(read_headers(_pairs(extra)))  # the request's own headers win, as in aiohttp
-    return HttpRequest(
-        method=head.method,
-        scheme=head.scheme,
-        host=head.host,
-        port=head.port,
-        path=head.path,
-        query=url.raw_query_string,
-        headers=headers,
-        body=_body(kwargs),
-    )
+    return head.with_content(query=url.raw_query_string, headers=headers, body=_body(kwargs))
 
 
 def _pairs(headers: Any) -> Iterable[tuple[Any, Any]]:

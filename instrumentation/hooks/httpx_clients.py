@@ -31,12 +31,7 @@ def _complete(request: Any, head: HttpRequest) -> HttpRequest:
     except Exception:  # a streaming upload that was not read yet: no JSON to look at
         body = None
     query = request.url.query
-    return HttpRequest(
-        method=head.method,
-        scheme=head.scheme,
-        host=head.host,
-        port=head.port,
-        path=head.path,
+    return head.with_content(
         query=query.decode("ascii", "replace") if isinstance(query, bytes) else str(query),
         headers=read_headers(request.headers.raw),
         body=body,

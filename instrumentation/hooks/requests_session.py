@@ -38,15 +38,8 @@ def send(recorder: Recorder) -> Any:
             return wrapped(*args, **kwargs)
 
         def complete() -> HttpRequest:
-            return HttpRequest(
-                method=head.method,
-                scheme=head.scheme,
-                host=head.host,
-                port=head.port,
-                path=head.path,
-                query=parts.query,
-                headers=read_headers(prepared.headers.items()),
-                body=_body(prepared),
+            return head.with_content(
+                query=parts.query, headers=read_headers(prepared.headers.items()), body=_body(prepared)
             )
 
         def strip(name: str) -> None:
