@@ -132,19 +132,18 @@ class UsageMetrics:
 
     @property
     def tokens(self) -> dict[LabelValues, int]:
-        return {
-            (*labels, token_type): s[i]
-            for labels, s in list(self.series.items())
-            for i, token_type in enumerate(TOKEN_TYPES, _TOKENS)
-            if s[i]
-        }
+        return self._counts(TOKEN_TYPES, _TOKENS)
 
     @property
     def requests(self) -> dict[LabelValues, int]:
+        return self._counts(STATUSES, _CALLS)
+
+    def _counts(self, names: tuple[str, ...], first: int) -> dict[LabelValues, int]:
+        """Nonzero counts by (*labels, name), from the series slots starting at ``first``."""
         return {
-            (*labels, status): s[i]
+            (*labels, name): s[i]
             for labels, s in list(self.series.items())
-            for i, status in enumerate(STATUSES, _CALLS)
+            for i, name in enumerate(names, first)
             if s[i]
         }
 

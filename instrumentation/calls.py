@@ -289,8 +289,7 @@ class Call:
             log_once("recording the span", exc)
 
     def _make_span(self, attrs: dict[str, Any], failure: str | None, end_ns: int) -> None:
-        if self.start is None and not self.prepare():
-            return
+        """Only for a prepared call (``_record`` and the budget guard prepare it first)."""
         assert self.start is not None and self.who is not None
         all_attrs = _start_attributes(self.adapter, self.start, self.request, self.who)
         all_attrs.update(attrs)

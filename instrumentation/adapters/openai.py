@@ -165,13 +165,14 @@ class _OpenAIStream:
     chunks back to the last finish reason are parsed. Responses text deltas are held likewise and
     read only if no usage came; its other (few) events are read as they come."""
 
-    __slots__ = ("_adapter", "_chunks", "_deltas", "_reasons", "_start", "observed")
+    __slots__ = ("_adapter", "_chunks", "_deltas", "_finished", "_reasons", "_start", "observed")
 
     def __init__(self, adapter: OpenAIAdapter, start: CallStart, observed: Observed) -> None:
         self._adapter = adapter
         self._start = start
         self.observed = observed
         self._reasons: dict[int, str] = {}
+        self._finished: set[Any] = set()  # choice indexes whose finish reason the read-back has seen
         self._chunks = HeldEvents(self._apply)
         self._deltas = HeldEvents(self._apply)
 
@@ -187,6 +188,7 @@ class _OpenAIStream:
 
     def close(self) -> None:
         capture = self.observed.output_text is not None
+        self._finished.clear()
         self._chunks.release(None if capture else self._enough)
         if capture or not self.observed.usage_reported:
             self._deltas.release()
@@ -194,16 +196,14 @@ class _OpenAIStream:
             self._deltas.discard()
 
     def _enough(self, tail: list[dict[str, Any]]) -> bool:
-        """The newest chunks hold the usage and every choice's finish reason."""
+        """The newest chunks hold the usage and every choice's finish reason. Called with each
+        chunk read back (``tail[-1]``), so it looks at that one only: linear in the stream."""
         if not isinstance(tail[0].get("usage"), dict):
             return False  # no usage at the end: every chunk's text may be needed for the estimate
-        finished = {
-            choice.get("index", 0)
-            for chunk in tail
-            for choice in chunk.get("choices") or ()
-            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str)
-        }
-        return len(finished) >= self._start.choices
+        for choice in tail[-1].get("choices") or ():
+            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+                self._finished.add(choice.get("index", 0))
+        return len(self._finished) >= self._start.choices
 
     def _apply(self, chunk: dict[str, Any]) -> None:
         kind = chunk.get("type")
