@@ -31,7 +31,7 @@ _FLUSH = object()
 class Worker:
     """Jobs are appended to a deque without waking anyone (a wake-up per call would cost more
     than the job: two threads trading the GIL); the thread wakes every ``interval`` seconds, or
-    when asked to flush, and runs what is there, yielding the GIL between jobs."""
+    when asked to flush, and runs what is there, offering the GIL back every ``YIELD_AFTER`` of work."""
 
     def __init__(self, max_pending: int = MAX_PENDING, interval: float = INTERVAL, inline: bool = False) -> None:
         self._inline = inline  # run each job at once, on the submitting thread
