@@ -49,6 +49,7 @@ AISPEND_USAGE_IMAGES = "aispend.usage.images"
 AISPEND_IMAGE_SIZE = "aispend.image.size"
 AISPEND_IMAGE_QUALITY = "aispend.image.quality"
 AISPEND_USAGE_ESTIMATED = "aispend.usage.estimated"
+AISPEND_USAGE_ESTIMATOR = "aispend.usage.estimator"  # how: a tiktoken encoding name, or "chars"
 
 # --- well-known values ------------------------------------------------------------------------
 ERROR_BUDGET_EXCEEDED = "budget_exceeded"

@@ -32,13 +32,14 @@ from aispend import semconv as sc
 from aispend.errors import BudgetExceededError
 from aispend.instrumentation import attribution
 from aispend.instrumentation.adapters import Adapter, CallStart, Observed, Router
-from aispend.instrumentation.adapters.base import StreamObserver, estimate_tokens, set_usage, text_chars
+from aispend.instrumentation.adapters.base import StreamObserver, set_usage
 from aispend.instrumentation.config import InstrumentationConfig
 from aispend.instrumentation.decoding import Decoder, decoder_for
 from aispend.instrumentation.exchange import MAX_BODY, HttpRequest, HttpResponse
 from aispend.instrumentation.safety import log_once
 from aispend.instrumentation.sdk_errors import for_sdk
 from aispend.instrumentation.sse import SSEParser
+from aispend.instrumentation.tokens import counter_for
 from aispend.instrumentation.worker import Worker, background
 from aispend.keys import alias_for
 
@@ -321,10 +322,13 @@ class Call:
             attrs[sc.ERROR_TYPE] = failure
         if start.kind in ("llm", "embedding") and not observed.usage_reported and not failed:
             # No usage from the provider (stream without include_usage, truncated or abandoned
-            # stream, a host that omits it): estimate, and say so.
-            prompt_chars = sum(text_chars(part) for part in start.prompt)
-            set_usage(attrs, estimate_tokens(prompt_chars), estimate_tokens(observed.output_chars))
+            # stream, a host that omits it): estimate, and say so and how.
+            model = attrs.get(sc.GEN_AI_RESPONSE_MODEL) or start.model
+            counter = counter_for(model if isinstance(model, str) else None)
+            output = counter.count(observed.texts, observed.output_chars)
+            set_usage(attrs, counter.prompt(start.prompt), output)
             attrs[sc.AISPEND_USAGE_ESTIMATED] = True
+            attrs[sc.AISPEND_USAGE_ESTIMATOR] = counter.name
         if self._first_chunk is not None:
             attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self._first_chunk - self._started
         if self.recorder.config.capture_content:

@@ -8,7 +8,6 @@ plain bytes, and adding a provider is adding one small module.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,7 +18,7 @@ from aispend.instrumentation.exchange import HttpRequest, HttpResponse
 AttrValue = str | bool | int | float | tuple[str, ...]
 Attributes = dict[str, AttrValue]
 
-CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text; used only for marked estimates
+ESTIMATE_TEXT_LIMIT = 1_000_000  # output characters kept for an estimate; beyond, they are only counted
 
 
 @dataclass(slots=True)
@@ -43,11 +42,14 @@ class Observed:
     attributes: Attributes = field(default_factory=dict)
     usage_reported: bool = False
     output_chars: int = 0
+    texts: list[str] = field(default_factory=list)  # for an estimate, if no usage comes (references)
     output_text: list[str] | None = None  # collected only when content capture is on
     error_type: str | None = None
 
     def add_text(self, text: str) -> None:
         self.output_chars += len(text)
+        if self.output_chars <= ESTIMATE_TEXT_LIMIT:
+            self.texts.append(text)
         if self.output_text is not None:
             self.output_text.append(text)
 
@@ -154,25 +156,6 @@ def set_usage(
             attrs[name] = value
             wrote = True
     return wrote
-
-
-def estimate_tokens(chars: int) -> int:
-    return math.ceil(chars / CHARS_PER_TOKEN) if chars > 0 else 0
-
-
-def text_chars(value: Any) -> int:
-    """Characters of prompt text in a messages / contents / input structure (any provider)."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(text_chars(v) for v in value)
-    if isinstance(value, dict):
-        total = 0
-        for key in ("content", "text", "parts", "input", "prompt", "system", "instructions"):
-            if key in value:
-                total += text_chars(value[key])
-        return total
-    return 0
 
 
 def bearer(request: HttpRequest) -> str | None:

