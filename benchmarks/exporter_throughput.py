@@ -105,6 +105,20 @@ class Server:
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
         return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server and its decode workers (user + system)."""
+        pids = [self.proc.pid]
+        for children in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+            pids += [int(p) for p in children.read_text().split()]
+        total = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
@@ -170,12 +184,18 @@ def main() -> None:
         for name, ledger, extra in configurations:
             server = Server(Path(tmp), ledger, extra)
             try:
+                server_cpu, sender_cpu = server.cpu_seconds(), time.process_time()
                 elapsed = send_all(server.port, payloads)
+                server_cpu, sender_cpu = server.cpu_seconds() - server_cpu, time.process_time() - sender_cpu
             finally:
                 server.stop()
-            rate = args.batches * BATCH / elapsed
+            spans = args.batches * BATCH
+            rate = spans / elapsed
             results[name] = rate
-            print(f"aispend serve, gRPC, {name:<31} {rate:>8,.0f} spans/s  (ratio to bare decode: {rate / bare:.2f})")
+            print(
+                f"aispend serve, gRPC, {name:<31} {rate:>8,.0f} spans/s  (ratio to bare decode: {rate / bare:.2f});"
+                f" CPU per span: server {server_cpu / spans * 1e6:.1f} µs, sender {sender_cpu / spans * 1e6:.1f} µs"
+            )
         # memory: distinct label sets (one customer per span), ledger on
         series_batches = batches(args.series // BATCH + 1, customers=args.series, offset=10**9)
         server = Server(Path(tmp), f"sqlite:///{tmp}/mem.sqlite", ["--label-limits", f"customer={args.series * 2}"])
@@ -189,6 +209,11 @@ def main() -> None:
     print(f"resident memory: {idle:.0f} MB at start, {loaded:.0f} MB with {distinct:,} distinct label sets")
     ledger_on = max(rate for name, rate in results.items() if name.startswith("ledger on"))
     ledger_off = max(rate for name, rate in results.items() if name.startswith("ledger off"))
+    cores = os.cpu_count() or 1
+    print(
+        f"CPU budget: on {cores} cores, 50,000 spans/s leaves {cores / 50_000 * 1e6:.0f} µs of CPU per span"
+        f" and 100,000 leaves {cores / 100_000 * 1e6:.0f} µs, for the server and the sender together"
+    )
     print(
         f"targets (best configuration): ledger on >= 50,000: {'met' if ledger_on >= 50_000 else 'NOT met'}; "
         f"ledger off >= 100,000: {'met' if ledger_off >= 100_000 else 'NOT met'}; "
