@@ -39,7 +39,7 @@ from aispend.instrumentation.exchange import MAX_BODY, HttpRequest, HttpResponse
 from aispend.instrumentation.safety import log_once
 from aispend.instrumentation.sdk_errors import for_sdk
 from aispend.instrumentation.sse import SSEParser
-from aispend.instrumentation.tokens import counter_for
+from aispend.instrumentation.tokens import estimate
 from aispend.instrumentation.worker import Worker, background
 from aispend.keys import alias_for
 
@@ -324,11 +324,12 @@ class Call:
             # No usage from the provider (stream without include_usage, truncated or abandoned
             # stream, a host that omits it): estimate, and say so and how.
             model = attrs.get(sc.GEN_AI_RESPONSE_MODEL) or start.model
-            counter = counter_for(model if isinstance(model, str) else None)
-            output = counter.count(observed.texts, observed.output_chars)
-            set_usage(attrs, counter.prompt(start.prompt), output)
+            input_tokens, output_tokens, estimator = estimate(
+                model, start.prompt, observed.texts, observed.output_chars
+            )
+            set_usage(attrs, input_tokens, output_tokens)
             attrs[sc.AISPEND_USAGE_ESTIMATED] = True
-            attrs[sc.AISPEND_USAGE_ESTIMATOR] = counter.name
+            attrs[sc.AISPEND_USAGE_ESTIMATOR] = estimator
         if self._first_chunk is not None:
             attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self._first_chunk - self._started
         if self.recorder.config.capture_content:

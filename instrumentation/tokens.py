@@ -78,6 +78,17 @@ class Counter:
 CHARACTERS = Counter(CHARS)
 
 
+def estimate(model: Any, prompt: Sequence[Any], output: Sequence[str], output_chars: int) -> tuple[int, int, str]:
+    """(input tokens, output tokens, estimator) for a call: ``prompt`` its request's prompt
+    structures, ``output`` the text it answered (a prefix, if it was longer than ``output_chars``)."""
+    counter = counter_for(model if isinstance(model, str) else None)
+    try:
+        return counter.prompt(prompt), counter.count(output, output_chars), counter.name
+    except Exception as exc:  # a tokenizer bug must not cost the span its usage
+        log_once("counting tokens", exc)
+        return CHARACTERS.prompt(prompt), CHARACTERS.count(output, output_chars), CHARS
+
+
 def counter_for(model: str | None) -> Counter:
     """The best counter on this machine for ``model``; never downloads."""
     if not model:

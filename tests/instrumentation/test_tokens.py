@@ -107,3 +107,23 @@ def test_a_failing_load_is_logged_once_and_counts_characters(cache_dir, monkeypa
         assert tokens.counter_for("gpt-4") is tokens.CHARACTERS
         assert tokens.counter_for("gpt-4") is tokens.CHARACTERS
     assert sum("tokenizer" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_tokenizer_failing_while_counting_falls_back_to_characters(monkeypatch, caplog):
+    """The span keeps an estimate (from characters) rather than losing its usage."""
+
+    def explode(text: str) -> list[int]:
+        raise RuntimeError("tokenizer bug")
+
+    monkeypatch.setattr(tokens, "counter_for", lambda model: tokens.Counter("cl100k_base", explode))
+    prompt = ([{"role": "user", "content": "x" * 8}],)
+    with caplog.at_level("WARNING", logger="aispend.instrumentation"):
+        assert tokens.estimate("gpt-4", prompt, ["y" * 9], 9) == (2, 3, "chars")
+    assert any("counting tokens" in r.getMessage() for r in caplog.records)
+
+
+def test_estimate_uses_the_models_counter(cache_dir):
+    prompt = ([{"role": "user", "content": "Hello world"}],)
+    assert tokens.estimate("gpt-4", prompt, ["tiktoken is", " great!"], 18) == (8, 6, "cl100k_base")
+    assert tokens.estimate("claude-haiku-4-5", prompt, ["x" * 9], 9) == (3, 3, "chars")
+    assert tokens.estimate(None, prompt, [], 0) == (3, 0, "chars")
