@@ -17,7 +17,7 @@ it already holds (``Known``), so they hold across batches, restarts and replicas
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from aispend.exporter.normalise import Call
@@ -86,6 +86,47 @@ def same_call(a: Known, b: Known) -> str | None:
 
 def related(span: Known, others: Iterable[Known]) -> list[tuple[Known, str]]:
     return [(o, why) for o in others if not same_span(o, span) and (why := same_call(span, o)) is not None]
+
+
+class KnownSet:
+    """Known spans indexed the ways ``same_call`` can match them, so a batch of n spans is
+    decided in O(n) rather than by comparing every pair."""
+
+    def __init__(self, spans: Iterable[Known] = ()) -> None:
+        self._spans: dict[tuple[str, str], Known] = {}
+        self._by_trace: dict[str, dict[str, Known]] = {}
+        self._by_response: dict[tuple[str, str], dict[tuple[str, str], Known]] = {}
+        for k in spans:
+            self.add(k)
+
+    def add(self, k: Known) -> None:
+        key = (k.trace_id, k.span_id)
+        self._spans[key] = k
+        self._by_trace.setdefault(k.trace_id, {})[k.span_id] = k
+        if k.response_id:
+            self._by_response.setdefault((k.provider, k.response_id), {})[key] = k
+
+    def remove(self, k: Known) -> None:
+        key = (k.trace_id, k.span_id)
+        self._spans.pop(key, None)
+        self._by_trace.get(k.trace_id, {}).pop(k.span_id, None)
+        if k.response_id:
+            self._by_response.get((k.provider, k.response_id), {}).pop(key, None)
+
+    def has_span(self, k: Known) -> bool:
+        return (k.trace_id, k.span_id) in self._spans
+
+    def get(self, key: tuple[str, str]) -> Known | None:
+        return self._spans.get(key)
+
+    def related(self, k: Known) -> list[tuple[Known, str]]:
+        candidates = dict(self._by_response.get((k.provider, k.response_id), {})) if k.response_id else {}
+        for span_id, other in self._by_trace.get(k.trace_id, {}).items():
+            candidates[(other.trace_id, span_id)] = other
+        return related(k, candidates.values())
+
+    def __iter__(self) -> Iterator[Known]:
+        return iter(list(self._spans.values()))
 
 
 def best(group: list[Known]) -> Known:

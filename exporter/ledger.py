@@ -421,30 +421,30 @@ class Ledger:
         if not calls:
             return outcome
         with self.transaction(lock_keys(calls)) as tx:
-            held = self._known(tx, calls)
+            held = identity.KnownSet(self._known(tx, calls))
             count: list[Call] = []
             pend: list[Call] = []
             drop: list[identity.Known] = []  # pending spans a better one replaced
             for call in identity.batch_order(list(calls)):
                 me = identity.known(call, counted=False)
-                if any(identity.same_span(me, k) for k in held):
+                if held.has_span(me):
                     outcome.duplicate("retry")
                     continue
-                others = identity.related(me, held)
+                others = held.related(me)
                 counted = [why for k, why in others if k.counted]
                 if counted:
                     outcome.duplicate(counted[0])
                     continue
                 if me.rank == identity.AISPEND or acc.settle_ns <= 0:
                     count.append(call)
-                    superseded = [k for k, _ in others]
-                    drop.extend(superseded)
-                    outcome.duplicate("superseded", len(superseded))
-                    held = [k for k in held if k not in superseded]
-                    held.append(identity.known(call, counted=True))
+                    for k, _ in others:
+                        drop.append(k)
+                        held.remove(k)
+                    outcome.duplicate("superseded", len(others))
+                    held.add(identity.known(call, counted=True))
                 else:
                     pend.append(call)
-                    held.append(me)
+                    held.add(me)
             if drop:
                 tx.many(
                     "DELETE FROM pending WHERE trace_id = ? AND span_id = ?", [(k.trace_id, k.span_id) for k in drop]
@@ -468,21 +468,22 @@ class Ledger:
         if not due:
             return outcome
         with self.transaction(lock_keys(due)) as tx:
-            held = self._known(tx, due)
-            pending = {(k.trace_id, k.span_id): k for k in held if not k.counted}
-            counted = [k for k in held if k.counted]
+            known = self._known(tx, due)
+            pending = identity.KnownSet(k for k in known if not k.counted)
+            counted = identity.KnownSet(k for k in known if k.counted)
             done: set[tuple[str, str]] = set()
             count: list[Call] = []
             drop: list[identity.Known] = []
             calls = {(c.trace_id.hex(), c.span_id.hex()): c for c in due}
             for call in due:
                 key = (call.trace_id.hex(), call.span_id.hex())
-                if key in done or key not in pending:  # settled by another replica meanwhile
+                start = pending.get(key)
+                if key in done or start is None:  # settled by another replica meanwhile
                     continue
-                group = _group(pending[key], list(pending.values()))
+                group = _group(start, pending)
                 done.update((k.trace_id, k.span_id) for k in group)
                 drop.extend(group)
-                if any(identity.related(k, counted) for k in group):
+                if any(counted.related(k) for k in group):
                     outcome.duplicate("superseded", len(group))
                     continue
                 winner = identity.best(group)
@@ -496,7 +497,7 @@ class Ledger:
                     )
                 outcome.duplicate("superseded", len(group) - 1)
                 count.append(chosen)
-                counted.append(identity.known(chosen, counted=True))
+                counted.add(identity.known(chosen, counted=True))
             if drop:
                 tx.many(
                     "DELETE FROM pending WHERE trace_id = ? AND span_id = ?", [(k.trace_id, k.span_id) for k in drop]
@@ -811,12 +812,12 @@ def _free_slots(calls: Iterable[Call], price: Pricer) -> list[tuple[str, str, st
     return slots
 
 
-def _group(start: identity.Known, pending: list[identity.Known]) -> list[identity.Known]:
+def _group(start: identity.Known, pending: identity.KnownSet) -> list[identity.Known]:
     """``start`` and every pending span linked to it, directly or through another."""
     group, todo = [start], [start]
     while todo:
         k = todo.pop()
-        for other, _ in identity.related(k, pending):
+        for other, _ in pending.related(k):
             if other not in group:
                 group.append(other)
                 todo.append(other)
