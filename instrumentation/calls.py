@@ -320,13 +320,24 @@ class Call:
             failure = observed.error_type
         if failure is not None:
             attrs[sc.ERROR_TYPE] = failure
-        if start.kind in ("llm", "embedding") and not observed.usage_reported and not failed:
-            # No usage from the provider (stream without include_usage, truncated or abandoned
-            # stream, a host that omits it): estimate, and say so and how.
+        if (
+            start.kind in ("llm", "embedding")
+            and not observed.usage_reported
+            and not failed
+            and (failure is None or observed.output_chars)
+        ):
+            # No final usage from the provider (stream without include_usage, truncated or
+            # abandoned stream, a host that omits it): estimate, and say so and how. An error
+            # answer (a 200 whose body is an error object) is estimated only for output it sent.
             model = attrs.get(sc.GEN_AI_RESPONSE_MODEL) or start.model
             input_tokens, output_tokens, estimator = estimate(
                 model, start.prompt, observed.texts, observed.output_chars
             )
+            if observed.input_known:  # the provider counted the prompt already (it bills all of it)
+                input_tokens = None
+            reported = attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)
+            if isinstance(reported, int) and reported > output_tokens:
+                output_tokens = reported  # a running total the provider sent is a floor
             set_usage(attrs, input_tokens, output_tokens)
             attrs[sc.AISPEND_USAGE_ESTIMATED] = True
             attrs[sc.AISPEND_USAGE_ESTIMATOR] = estimator

@@ -53,9 +53,11 @@ class Router:
     def route(self, request: HttpRequest) -> Adapter | None:
         routes = self._configured.get((request.host, request.port))
         if routes:
+            # A gateway serves several providers under one host:port: the longest prefix whose
+            # adapter recognises the request wins; one that does not passes it to the next.
             for prefix, adapter in routes:
-                if request.path.startswith(prefix):
-                    return adapter if adapter.matches(request) else None
+                if request.path.startswith(prefix) and adapter.matches(request):
+                    return adapter
         adapter = self._hosts.get(request.host)
         if adapter is None:
             for suffix, candidate in self._suffixes:
