@@ -104,6 +104,11 @@ class AiSpendInstrumentor(BaseInstrumentor):
         requests = _optional("requests")
         if requests is not None:
             self._wrap(requests.Session, "send", requests_session.send(self.recorder))
+        botocore = _optional("botocore.httpsession")
+        if botocore is not None:  # boto3 (AWS Bedrock) sends through botocore's own urllib3 session
+            from aispend.instrumentation.hooks import botocore_session
+
+            self._wrap(botocore.URLLib3Session, "send", botocore_session.send(self.recorder))
         aiohttp = _optional("aiohttp")
         if aiohttp is not None:
             from aispend.instrumentation.hooks import aiohttp_client
