@@ -34,6 +34,7 @@ from aispend.instrumentation.adapters.base import (
     set_usage,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse, parse_json
+from aispend.instrumentation.tokens import estimate
 
 _OPERATIONS = {"converse": False, "converse-stream": True, "invoke": False, "invoke-with-response-stream": True}
 _METRICS = "amazon-bedrock-invocationMetrics"
@@ -119,13 +120,16 @@ def _error_type(response: HttpResponse, body: Any) -> str | None:
 
 
 class _Usage:
-    """Counts from the body and from Bedrock's counters; the counters win key by key."""
+    """Counts from the body and from Bedrock's counters; the counters win key by key. ``final``:
+    a stream has said its last word on usage (invocation metrics, the ``metadata`` event, or the
+    family's last chunk); until then its counts are partial (a stream the app abandoned)."""
 
-    __slots__ = ("bedrock", "body")
+    __slots__ = ("bedrock", "body", "final")
 
     def __init__(self) -> None:
         self.body: dict[str, int] = {}
         self.bedrock: dict[str, int] = {}
+        self.final = False
 
     def read_body(self, usage: Any) -> None:
         if isinstance(usage, dict):
@@ -137,30 +141,36 @@ class _Usage:
     def read_counters(self, values: Any, names: dict[str, str]) -> None:
         if not values:
             return
+        self.final = True
         for field, key in names.items():
             raw = values.get(field)
             value = num(int(raw)) if isinstance(raw, str) and raw.isdigit() else num(raw)
             if value is not None:
                 self.bedrock[key] = value
 
-    def write(self, observed: Observed) -> None:
+    def write(self, observed: Observed, output_at_least: int = 0) -> bool:
         counts = {**self.body, **self.bedrock}
         if "input" not in counts and "output" not in counts:
-            return
+            return False
         cache_read, cache_write = counts.get("cache_read", 0), counts.get("cache_write", 0)
         set_usage(
             observed.attributes,
             input_tokens=counts.get("input", 0) + cache_read + cache_write,
-            output_tokens=counts.get("output", 0),
+            output_tokens=max(counts.get("output", 0), output_at_least),
             cache_read=cache_read if "cache_read" in counts else None,
             cache_write=cache_write if "cache_write" in counts else None,
         )
         observed.usage_reported = True
+        return True
 
 
-def _finish(observed: Observed, reason: Any) -> None:
+def _finish(observed: Observed, reason: Any, usage: _Usage | None = None) -> None:
+    """A finish reason; for the families whose last chunk carries both it and the final counts
+    (Meta, Titan, Mistral, Cohere, Anthropic's message_delta), pass ``usage`` to mark them final."""
     if isinstance(reason, str) and reason:
         observed.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] = (reason,)
+        if usage is not None:
+            usage.final = True
 
 
 def _text(observed: Observed, text: Any) -> None:
@@ -188,9 +198,8 @@ def read_native(chunk: dict[str, Any], observed: Observed, usage: _Usage) -> Non
         if isinstance(message, dict):
             if isinstance(message.get("id"), str):
                 attrs[sc.GEN_AI_RESPONSE_ID] = message["id"]
-            if isinstance(message.get("model"), str):
-                attrs[sc.GEN_AI_RESPONSE_MODEL] = message["model"]
-            _finish(observed, message.get("stop_reason") or dig(message, "delta", "stop_reason"))
+            # message["model"] is not kept: the Bedrock model id (with its inference profile) is what is priced
+            _finish(observed, message.get("stop_reason") or dig(message, "delta", "stop_reason"), usage)
             usage.read_body(message.get("usage"))
             for block in message.get("content") or () if kind == "message" else ():
                 if isinstance(block, dict):
@@ -215,17 +224,17 @@ def read_native(chunk: dict[str, Any], observed: Observed, usage: _Usage) -> Non
         _read_counts(usage, output=sum(num(r.get("tokenCount")) or 0 for r in results))
         for result in results:
             _text(observed, result.get("outputText"))
-        _finish(observed, results[-1].get("completionReason"))
+        _finish(observed, results[-1].get("completionReason"), usage)
     _text(observed, chunk.get("outputText"))
     # Mistral (prompt: outputs[]; chat: OpenAI-style choices[] and usage)
     for output in chunk.get("outputs") or ():
         if isinstance(output, dict):
             _text(observed, output.get("text"))
-            _finish(observed, output.get("stop_reason"))
+            _finish(observed, output.get("stop_reason"), usage)
     for choice in chunk.get("choices") or ():
         if isinstance(choice, dict):
             _text(observed, dig(choice, "message", "content") or dig(choice, "delta", "content"))
-            _finish(observed, choice.get("finish_reason") or choice.get("stop_reason"))
+            _finish(observed, choice.get("finish_reason") or choice.get("stop_reason"), usage)
     usage.read_body(chunk.get("usage"))
     # Cohere (chat text / stream events, and the older generations[])
     if chunk.get("event_type") == "text-generation" or "generation_id" in chunk:
@@ -233,8 +242,8 @@ def read_native(chunk: dict[str, Any], observed: Observed, usage: _Usage) -> Non
     for generation in chunk.get("generations") or ():
         if isinstance(generation, dict):
             _text(observed, generation.get("text"))
-            _finish(observed, generation.get("finish_reason"))
-    _finish(observed, chunk.get("finish_reason") or chunk.get("completionReason") or chunk.get("stop_reason"))
+            _finish(observed, generation.get("finish_reason"), usage)
+    _finish(observed, chunk.get("finish_reason") or chunk.get("completionReason") or chunk.get("stop_reason"), usage)
     if isinstance(chunk.get("id"), str):
         attrs[sc.GEN_AI_RESPONSE_ID] = chunk["id"]
 
@@ -256,6 +265,7 @@ def _converse_event(event: str, payload: dict[str, Any], observed: Observed, usa
         _finish(observed, payload.get("stopReason"))
     elif event == "metadata":
         usage.read_body(payload.get("usage"))
+        usage.final = True
 
 
 @dataclass
@@ -311,18 +321,23 @@ class BedrockAdapter:
         usage.write(observed)
 
     def stream_observer(self, start: CallStart, observed: Observed) -> _BedrockStream:
-        return _BedrockStream(observed)
+        return _BedrockStream(start, observed)
 
 
 class _BedrockStream:
     """An AWS event stream. ConverseStream: messageStart, contentBlockDelta…, messageStop and a
     ``metadata`` event with the usage. InvokeModelWithResponseStream: ``chunk`` events whose
     ``bytes`` are base64 model-native JSON, the last one with Bedrock's invocation metrics.
-    Text deltas are held and read only if no usage came (or content capture is on)."""
+    Text deltas are held and read only if no usage came (or content capture is on).
 
-    __slots__ = ("_deltas", "_usage", "observed")
+    A stream that ends before its final usage (the app stopped reading) keeps the exact input
+    count if one came (Anthropic's message_start, Meta's first chunk) and estimates the output
+    from the text received, never below a partial count; the span says it is estimated."""
 
-    def __init__(self, observed: Observed) -> None:
+    __slots__ = ("_deltas", "_start", "_usage", "observed")
+
+    def __init__(self, start: CallStart, observed: Observed) -> None:
+        self._start = start
         self.observed = observed
         self._usage = _Usage()
         self._deltas = HeldEvents(self._delta)
@@ -342,11 +357,21 @@ class _BedrockStream:
                 _converse_event(event, payload, self.observed, self._usage)
 
     def close(self) -> None:
-        self._usage.write(self.observed)
-        if self.observed.output_text is not None or not self.observed.usage_reported:
-            self._deltas.release()
-        else:
-            self._deltas.discard()
+        observed = self.observed
+        if self._usage.final:
+            self._usage.write(observed)
+            if observed.output_text is not None:
+                self._deltas.release()
+            else:
+                self._deltas.discard()
+            return
+        self._deltas.release()  # partial: the text received is what the output estimate counts
+        model = self._start.model
+        _, output_tokens, estimator = estimate(model, (), observed.texts, observed.output_chars)
+        if self._usage.write(observed, output_at_least=output_tokens):
+            observed.attributes[sc.AISPEND_USAGE_ESTIMATED] = True
+            observed.attributes[sc.AISPEND_USAGE_ESTIMATOR] = estimator
+        # else no counts at all: the call is estimated from the prompt and the text received
 
     def _delta(self, payload: dict[str, Any]) -> None:
         _converse_event("contentBlockDelta", payload, self.observed, self._usage)

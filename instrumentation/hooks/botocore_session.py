@@ -10,10 +10,11 @@ pass and never reads any itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from aispend.instrumentation.calls import Recorder
+from aispend.instrumentation.calls import Recorder, Tap
 from aispend.instrumentation.exchange import HttpRequest, default_port, read_headers
 from aispend.instrumentation.hooks.streams import UrllibRawProxy, _finish
 from aispend.instrumentation.safety import log_once
@@ -35,9 +36,35 @@ def _keep(name: str) -> None:
     """Signed headers stay (see the module docstring)."""
 
 
+# An event-stream message header ``:message-type`` = ``exception`` (string type 7, length 9): an
+# exception is the stream's last message, and botocore raises on it without reading further.
+_EXCEPTION_MESSAGE = b":message-type\x07\x00\x09exception"
+
+
+def _tapped(chunks: Iterable[bytes], tap: Tap) -> Iterator[bytes]:
+    """``streams._tapped``, ending the call as soon as a chunk holds an exception message."""
+    try:
+        for chunk in chunks:
+            tap.feed(chunk)
+            if _EXCEPTION_MESSAGE in chunk:  # botocore raises on it: the call is over
+                _finish(tap)
+            yield chunk
+    except GeneratorExit:
+        _finish(tap)
+        raise
+    except BaseException as exc:
+        _finish(tap, exc)
+        raise
+    _finish(tap)
+
+
 class BotocoreRawProxy(UrllibRawProxy):
-    """``UrllibRawProxy`` that also ends the span when a ``read()`` reaches the end of the body:
-    botocore's ``StreamingBody.read()`` reads it whole and never asks again."""
+    """``UrllibRawProxy`` that also ends the span when a ``read()`` reaches the end of the body
+    (botocore's ``StreamingBody.read()`` reads it whole and never asks again) and when an event
+    stream delivers an exception (botocore raises, leaving the rest unread)."""
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        return _tapped(self.__wrapped__.stream(*args, **kwargs), self._self_tap)
 
     def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
         data = super().read(amt, *args, **kwargs)
