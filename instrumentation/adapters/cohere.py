@@ -63,7 +63,7 @@ def _usage(observed: Observed, usage: Any) -> None:
     input_tokens, output_tokens = num(counts.get("input_tokens")), num(counts.get("output_tokens"))
     if input_tokens is None and output_tokens is None:
         return
-    set_usage(attrs, input_tokens=input_tokens or 0, output_tokens=output_tokens or 0)
+    set_usage(attrs, input_tokens=input_tokens or 0, output_tokens=output_tokens)  # embed bills input only
     observed.usage_reported = True
 
 
