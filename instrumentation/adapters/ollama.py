@@ -5,11 +5,15 @@ Usage is ``prompt_eval_count`` (input) and ``eval_count`` (output), in the final
 object. Ollama leaves ``prompt_eval_count`` out when the whole prompt came from its cache, so a
 done chunk with only ``eval_count`` means 0 new input tokens. Self-hosted: priced $0 by the
 shipped price book unless an override gives a price (see docs/providers-bedrock-cohere-ollama.md).
+
+Ollama's OpenAI-compatible endpoints (``/v1/chat/completions``, ``/v1/embeddings`` …) on the same
+address are read by the OpenAI adapter under the provider name ``ollama``, so they are priced as
+Ollama's too; the two are told apart by path, and a response by its shape.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aispend import semconv as sc
@@ -22,6 +26,7 @@ from aispend.instrumentation.adapters.base import (
     num,
     set_usage,
 )
+from aispend.instrumentation.adapters.openai import OpenAIAdapter
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
 
 _PATHS = {
@@ -61,12 +66,19 @@ def read(chunk: dict[str, Any], observed: Observed) -> None:
         observed.usage_reported = True
 
 
+def _openai_shaped(body: Any) -> bool:
+    return isinstance(body, dict) and ("object" in body or "choices" in body or isinstance(body.get("error"), dict))
+
+
 @dataclass
 class OllamaAdapter:
     provider: str = "ollama"
+    _openai: OpenAIAdapter = field(default_factory=lambda: OpenAIAdapter(provider="ollama"), repr=False)
 
     def matches(self, request: HttpRequest) -> bool:
-        return request.method == "POST" and _path(request.path) is not None
+        if request.method != "POST":
+            return False
+        return _path(request.path) is not None or self._openai.matches(request)
 
     def api_key(self, request: HttpRequest) -> str | None:
         return bearer(request)  # Ollama itself takes none; a proxy in front of it may
@@ -74,7 +86,7 @@ class OllamaAdapter:
     def request_attributes(self, request: HttpRequest) -> CallStart | None:
         path = _path(request.path)
         if path is None:
-            return None
+            return self._openai.request_attributes(request)
         operation, kind = _PATHS[path]
         body = request.json()
         body = body if isinstance(body, dict) else {}
@@ -91,9 +103,12 @@ class OllamaAdapter:
         )
 
     def response_attributes(self, start: CallStart, response: HttpResponse, observed: Observed) -> None:
+        body = response.json()
+        if _openai_shaped(body):
+            self._openai.response_attributes(start, response, observed)
+            return
         if response.status >= 400:
             return  # {"error": "model 'x' not found"}: the status is the error type
-        body = response.json()
         if isinstance(body, dict):
             read(body, observed)
         elif response.body and b"\n" in response.body.strip():  # an NDJSON stream read whole
@@ -103,8 +118,29 @@ class OllamaAdapter:
                     stream.on_event("", line.decode("utf-8", "replace"))
             stream.close()
 
-    def stream_observer(self, start: CallStart, observed: Observed) -> _OllamaStream:
-        return _OllamaStream(observed)
+    def stream_observer(self, start: CallStart, observed: Observed) -> _EitherStream:
+        return _EitherStream(self, start, observed)
+
+
+class _EitherStream:
+    """Native NDJSON (every line has ``"done"``) or the OpenAI-compatible SSE: the first event says."""
+
+    __slots__ = ("_adapter", "_inner", "_start", "observed")
+
+    def __init__(self, adapter: OllamaAdapter, start: CallStart, observed: Observed) -> None:
+        self._adapter, self._start, self.observed = adapter, start, observed
+        self._inner: Any = None
+
+    def on_event(self, event: str, data: str) -> None:
+        if self._inner is None:
+            native = '"done"' in data
+            openai = self._adapter._openai
+            self._inner = _OllamaStream(self.observed) if native else openai.stream_observer(self._start, self.observed)
+        self._inner.on_event(event, data)
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
 
 
 class _OllamaStream:

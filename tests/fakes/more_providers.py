@@ -396,6 +396,7 @@ class MoreProviders:
             ("POST", rf"/bedrock/model/(?P<model>[^/]+)/(?P<op>{ops})", self._bedrock),
             ("POST", r"/cohere/v2/(?P<op>chat|embed)", self._cohere),
             ("POST", r"(?:/ollama)?/api/(?P<op>chat|generate|embed)", self._ollama),
+            ("POST", r"(?:/ollama)?/v1/chat/completions", self._openai_chat),  # Ollama's OpenAI-compatible API
         ]
 
     def _more_error(self, provider: str, status: int, message: str | None) -> _Reply | None:

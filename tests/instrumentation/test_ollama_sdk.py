@@ -108,6 +108,26 @@ def test_default_address_routes_without_configuration():
     assert router.route(HttpRequest("POST", "http", "127.0.0.1", 8080, "/api/chat")) is None
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_compatible_endpoint_is_ollama_too(harness, stream):
+    """The openai SDK pointed at Ollama's /v1: provider ollama (priced $0), OpenAI wire format."""
+    import openai
+
+    client = openai.OpenAI(base_url=harness.fake.ollama_base + "/v1", api_key="ollama", max_retries=0)
+    result = client.chat.completions.create(
+        model="llama3.2",
+        messages=MESSAGES,
+        stream=stream,
+        **({"stream_options": {"include_usage": True}} if stream else {}),
+    )
+    if stream:
+        list(result)
+    attrs = harness.attrs()
+    assert attrs["gen_ai.provider.name"] == "ollama" and attrs["gen_ai.operation.name"] == "chat"
+    usage = harness.fake.usage("openai")
+    assert attrs["gen_ai.usage.input_tokens"] == usage["prompt_tokens"] and "aispend.usage.estimated" not in attrs
+
+
 def test_cached_prompt_counts_zero_new_input():
     """Ollama omits prompt_eval_count when the whole prompt came from its cache."""
     adapter = OllamaAdapter()
