@@ -333,6 +333,28 @@ def cohere_embed(rid: str, texts: list[str], types: list[str], u: dict[str, int]
     }
 
 
+def cohere_v1_chat(rid: str, text: str, u: dict[str, int]) -> dict[str, Any]:
+    """v1 chat: the text at the top, usage in ``meta``."""
+    return {
+        "response_id": rid,
+        "text": text,
+        "generation_id": f"gen-{rid}",
+        "chat_history": [],
+        "finish_reason": "COMPLETE",
+        "meta": {"api_version": {"version": "1"}, **cohere_usage(u)},
+    }
+
+
+def cohere_v1_lines(rid: str, pieces: list[str], u: dict[str, int]) -> list[dict[str, Any]]:
+    """v1 chat stream: JSON lines (``application/stream+json``) from stream-start to stream-end."""
+    end = cohere_v1_chat(rid, "".join(pieces), u)
+    return [
+        {"is_finished": False, "event_type": "stream-start", "generation_id": f"gen-{rid}"},
+        *({"is_finished": False, "event_type": "text-generation", "text": t} for t in pieces),
+        {"is_finished": True, "event_type": "stream-end", "response": end, "finish_reason": "COMPLETE"},
+    ]
+
+
 # --- Ollama ----------------------------------------------------------------------------------------
 
 
@@ -394,7 +416,7 @@ class MoreProviders:
         ops = "converse|converse-stream|invoke|invoke-with-response-stream"
         return [
             ("POST", rf"/bedrock/model/(?P<model>[^/]+)/(?P<op>{ops})", self._bedrock),
-            ("POST", r"/cohere/v2/(?P<op>chat|embed)", self._cohere),
+            ("POST", r"/cohere/(?P<version>v1|v2)/(?P<op>chat|embed)", self._cohere),
             ("POST", r"(?:/ollama)?/api/(?P<op>chat|generate|embed)", self._ollama),
             ("POST", r"(?:/ollama)?/v1/chat/completions", self._openai_chat),  # Ollama's OpenAI-compatible API
         ]
@@ -442,10 +464,10 @@ class MoreProviders:
         return _Reply(content_type=EVENTSTREAM, events=events, headers=headers)
 
     def _cohere(self, req: RecordedRequest, params: dict[str, str]) -> _Reply:
-        from tests.fakes.providers import _json_reply, _sse_reply
+        from tests.fakes.providers import _json_reply, _Reply, _sse_reply
 
         body = self._body(req)
-        if not body.get("model"):
+        if params["version"] == "v2" and not body.get("model"):
             raise ValueError("invalid request: model must be specified")
         u = self._usage_for("cohere", req)
         rid = f"fake-{self._next_id()}"
@@ -453,6 +475,12 @@ class MoreProviders:
         if params["op"] == "embed":
             texts = body.get("texts") or []
             return _json_reply(cohere_embed(rid, texts, body.get("embedding_types") or [], u), headers=headers)
+        if params["version"] == "v1":
+            if not body.get("stream"):
+                return _json_reply(cohere_v1_chat(rid, p.reply_text("cohere"), u), headers=headers)
+            lines = cohere_v1_lines(rid, self._pieces("cohere"), u)
+            events = [json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines]
+            return _Reply(content_type="application/stream+json", events=events, headers=headers)
         if body.get("stream"):
             events = cohere_chat_events(rid, self._pieces("cohere"), u)
             return _sse_reply([p.sse(data, event) for event, data in events], headers)

@@ -99,6 +99,22 @@ def test_rate_limited(harness):
     assert attrs["error.type"] == "429" and "gen_ai.usage.input_tokens" not in attrs
 
 
+def test_v1_chat_and_its_json_lines_stream(harness):
+    """The v1 client: usage in ``meta``; its stream is JSON lines ending in stream-end."""
+    v1 = cohere.Client(api_key=KEY, base_url=harness.fake.cohere_base)
+    assert v1.chat(message="hi", model="command-r-plus-08-2024").meta.billed_units.input_tokens == 5
+    events = list(v1.chat_stream(message="hi", model="command-r-plus-08-2024"))
+    assert events[-1].event_type == "stream-end"
+    plain, streamed = harness.spans()
+    expected = {**EXPECTED, "gen_ai.request.model": "command-r-plus-08-2024"}
+    for span in (plain, streamed):
+        attrs = dict(span.attributes)
+        for key, value in expected.items():
+            assert attrs.get(key) == value, (key, attrs.get(key))
+        assert "aispend.usage.estimated" not in attrs
+    assert streamed.attributes["gen_ai.request.stream"] is True
+
+
 def test_tokens_are_the_usage_only_without_billed_units():
     adapter = CohereAdapter()
     request = HttpRequest("POST", "https", "api.cohere.com", 443, "/v2/chat", body=b'{"model": "command-r"}')
