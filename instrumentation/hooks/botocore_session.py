@@ -39,15 +39,18 @@ def _keep(name: str) -> None:
 # An event-stream message header ``:message-type`` = ``exception`` (string type 7, length 9): an
 # exception is the stream's last message, and botocore raises on it without reading further.
 _EXCEPTION_MESSAGE = b":message-type\x07\x00\x09exception"
+_MARKER_SPAN = len(_EXCEPTION_MESSAGE) - 1
 
 
 def _tapped(chunks: Iterable[bytes], tap: Tap) -> Iterator[bytes]:
     """``streams._tapped``, ending the call as soon as a chunk holds an exception message."""
+    tail = b""  # the end of the previous chunk, for a marker cut in two
     try:
         for chunk in chunks:
             tap.feed(chunk)
-            if _EXCEPTION_MESSAGE in chunk:  # botocore raises on it: the call is over
-                _finish(tap)
+            if _EXCEPTION_MESSAGE in chunk or (tail and _EXCEPTION_MESSAGE in tail + chunk[:_MARKER_SPAN]):
+                _finish(tap)  # botocore raises on it: the call is over
+            tail = chunk[-_MARKER_SPAN:]
             yield chunk
     except GeneratorExit:
         _finish(tap)
