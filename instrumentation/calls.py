@@ -36,6 +36,7 @@ from aispend.instrumentation.adapters.base import StreamObserver, set_usage
 from aispend.instrumentation.config import InstrumentationConfig
 from aispend.instrumentation.decoding import Decoder, decoder_for
 from aispend.instrumentation.exchange import MAX_BODY, READ_HEADERS, HeaderNames, HttpRequest, HttpResponse
+from aispend.instrumentation.framing import StreamParser, framed, parser_for
 from aispend.instrumentation.safety import log_once
 from aispend.instrumentation.sdk_errors import for_sdk
 from aispend.instrumentation.sse import SSEParser
@@ -377,14 +378,26 @@ class Tap:
     chunk (bytes are immutable) and hands them to the worker in batches of up to ``BATCH_BYTES``;
     the decoder and SSE parser live on the worker."""
 
-    __slots__ = ("_body", "_call", "_chunks", "_decoder", "_jobs", "_observer", "_pending", "_sse", "_status")
+    __slots__ = (
+        "_body",
+        "_call",
+        "_chunks",
+        "_decoder",
+        "_headers",
+        "_jobs",
+        "_observer",
+        "_pending",
+        "_sse",
+        "_status",
+    )
 
     def __init__(self, call: Call, status: int, headers: Mapping[str, str], already_decoded: bool) -> None:
         self._call = call
         self._status = status
+        self._headers = headers  # for a body read whole at the end (Bedrock's usage headers)
         self._jobs = call.recorder.jobs
         self._decoder: Decoder | None = None
-        self._sse: SSEParser | None = None
+        self._sse: SSEParser | StreamParser | None = None
         self._observer: StreamObserver | None = None
         self._body: bytearray | None = None
         self._chunks: list[bytes] = []
@@ -422,10 +435,12 @@ class Tap:
                 return
             assert call.start is not None and call.observed is not None
             self._decoder = decoder_for(encoding)
-            if self._decoder is not None and "text/event-stream" in content_type and self._status < 400:
+            sse = "text/event-stream" in content_type
+            if self._decoder is not None and self._status < 400 and (sse or framed(content_type)):
                 self._observer = call.adapter.stream_observer(call.start, call.observed)
-                if self._observer is not None:
-                    self._sse = SSEParser(self._observer.on_event)
+                if self._observer is not None:  # SSE, or NDJSON / AWS event stream (see framing)
+                    on_event = self._observer.on_event
+                    self._sse = SSEParser(on_event) if sse else parser_for(content_type, on_event)
             if self._sse is None and self._decoder is not None:
                 self._body = bytearray()
         except Exception as exc:
@@ -457,7 +472,7 @@ class Tap:
                 self._sse.close()
                 self._observer.close()
             elif self._body is not None and call.start is not None and call.observed is not None:
-                response = HttpResponse(self._status, {}, bytes(self._body))
+                response = HttpResponse(self._status, self._headers, bytes(self._body))
                 call.adapter.response_attributes(call.start, response, call.observed)
         except Exception as exc:
             log_once(f"{call.adapter.provider} stream parsing", exc)

@@ -81,6 +81,26 @@ def parse_provider_names(value: str | Mapping[str, str] | None) -> dict[str, str
     return {host.lower(): name for host, name in pairs}
 
 
+def ollama_urls(env: Mapping[str, str]) -> tuple[ProviderURL, ...]:
+    """Where Ollama's native API is: ``OLLAMA_HOST`` (read as the ollama client reads it: bare
+    ``host[:port]`` is http on 11434) and the default ``127.0.0.1`` / ``localhost`` :11434."""
+    urls = [ProviderURL("ollama", "127.0.0.1", 11434, ""), ProviderURL("ollama", "localhost", 11434, "")]
+    configured = (env.get("OLLAMA_HOST") or "").strip()
+    if configured:
+        scheme, sep, rest = configured.partition("://")
+        if not sep:
+            scheme, rest = "http", configured
+        parts = urlsplit(f"{scheme}://{rest}")
+        try:
+            port = parts.port or (11434 if not sep else 443 if scheme == "https" else 80)
+        except ValueError:
+            return tuple(urls)
+        host = (parts.hostname or "127.0.0.1").lower()
+        hosts = ("127.0.0.1", "localhost") if host in ("0.0.0.0", "::") else (host,)  # a bind address
+        urls = [ProviderURL("ollama", h, port, parts.path.rstrip("/")) for h in hosts] + urls
+    return tuple(urls)
+
+
 @dataclass(frozen=True, slots=True)
 class InstrumentationConfig:
     provider_urls: tuple[ProviderURL, ...] = ()
@@ -99,7 +119,8 @@ class InstrumentationConfig:
         env = os.environ if environ is None else environ
         aliases = kwargs.get("key_aliases")
         return cls(
-            provider_urls=parse_provider_urls(kwargs.get("provider_urls") or env.get("AISPEND_PROVIDER_URLS")),  # type: ignore[arg-type]
+            provider_urls=parse_provider_urls(kwargs.get("provider_urls") or env.get("AISPEND_PROVIDER_URLS"))  # type: ignore[arg-type]
+            + ollama_urls(env),
             provider_names=parse_provider_names(
                 kwargs.get("provider_names") or env.get("AISPEND_PROVIDER_NAMES")  # type: ignore[arg-type]
             ),

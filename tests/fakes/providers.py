@@ -38,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes import more_providers
 from tests.fakes import payloads as p
 
 #: Fault names accepted by ``FakeProviders.fault`` and the ``x-fake-fault`` header.
@@ -85,8 +86,9 @@ class _BadRequest(Exception):
 Endpoint = Callable[[RecordedRequest, dict[str, str]], _Reply]
 
 
-class FakeProviders:
-    """A ThreadingHTTPServer on 127.0.0.1 (port 0 by default) serving all fake providers."""
+class FakeProviders(more_providers.MoreProviders):
+    """A ThreadingHTTPServer on 127.0.0.1 (port 0 by default) serving all fake providers
+    (Bedrock, Cohere and Ollama live in ``more_providers``)."""
 
     def __init__(self, port: int = 0) -> None:
         self._requested_port = port
@@ -126,6 +128,7 @@ class FakeProviders:
                 ("GET", r"/brave/res/v1/(?P<kind>web|images)/search", self._brave),
                 ("GET", r"/unsplash/search/photos", self._unsplash_search),
                 ("GET", r"/unsplash/photos/random", self._unsplash_random),
+                *self._more_routes(),
             ]
         ]
         self.reset()
@@ -172,7 +175,8 @@ class FakeProviders:
         self.slow_seconds = 2.0
         #: Azure deployment name -> underlying model (unknown deployments: alias map, then gpt-4o).
         self.azure_deployments: dict[str, str] = {}
-        self._usage = copy.deepcopy(p.DEFAULT_USAGE)
+        self._usage = copy.deepcopy({**p.DEFAULT_USAGE, **more_providers.USAGE})
+        self._more_reset()
         self.clear()
 
     @property
@@ -295,6 +299,9 @@ class FakeProviders:
 
     def _error_reply(self, provider: str, status: int, message: str | None = None) -> _Reply:
         """A provider-shaped error with the retry headers the real APIs send."""
+        more = self._more_error(provider, status, message)
+        if more is not None:
+            return more
         rid = f"req_fake_{self._next_id()}"
         headers = {"retry-after": "0"} if status == 429 else {}
         if provider == "anthropic":  # Anthropic says explicitly whether the SDK should retry.

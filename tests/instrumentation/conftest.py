@@ -35,6 +35,9 @@ def provider_urls(fake: FakeProviders) -> str:
             f"tavily={fake.tavily_base}",
             f"brave={fake.brave_base}",
             f"unsplash={fake.unsplash_base}",
+            f"aws.bedrock={fake.bedrock_base}",
+            f"cohere={fake.cohere_base}",
+            f"ollama={fake.ollama_base}",
         ]
     )
 
