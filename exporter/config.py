@@ -26,6 +26,7 @@ DEFAULT_LABEL_LIMITS = {
     "customer": 10000,
     "key": 1000,
 }
+MAX_TOKENS_LIMIT = 10**12
 
 
 class ConfigError(ValueError):
@@ -89,6 +90,8 @@ class ExporterConfig:
                     raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
                 if out[name] < 0:
                     raise ConfigError(f"{name}: must not be negative")
+                if name == "max_tokens_per_call" and out[name] > MAX_TOKENS_LIMIT:
+                    raise ConfigError(f"{name}: at most {MAX_TOKENS_LIMIT:,} (the ledger sums 64-bit integers)")
             elif name == "label_limits":
                 limits = dict(DEFAULT_LABEL_LIMITS)
                 limits.update(_limits(value))
