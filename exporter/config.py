@@ -27,6 +27,8 @@ DEFAULT_LABEL_LIMITS = {
     "key": 1000,
 }
 MAX_TOKENS_LIMIT = 10**12
+_INTEGERS = ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call", "decode_workers")
+_INTEGERS += ("max_spans_per_request", "max_resource_spans_per_request")
 
 
 class ConfigError(ValueError):
@@ -53,6 +55,8 @@ class ExporterConfig:
     dedupe_window: int = 200_000  # span ids remembered to drop retried exports
     max_tokens_per_call: int = 50_000_000  # above this a token count is treated as corrupt
     decode_workers: int = 0  # processes that decode and normalise payloads (0: in the receiving thread)
+    max_spans_per_request: int = 100_000  # more in one export request: 413 / RESOURCE_EXHAUSTED
+    max_resource_spans_per_request: int = 10_000
 
     @classmethod
     def load(
@@ -83,13 +87,15 @@ class ExporterConfig:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         out: dict[str, Any] = {}
         for name, value in values.items():
-            if name in ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call", "decode_workers"):
+            if name in _INTEGERS:
                 try:
                     out[name] = int(value)
                 except (TypeError, ValueError):
                     raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
                 if out[name] < 0:
                     raise ConfigError(f"{name}: must not be negative")
+                if name.startswith("max_") and name.endswith("_per_request") and out[name] < 1:
+                    raise ConfigError(f"{name}: must be at least 1")
                 if name == "max_tokens_per_call" and out[name] > MAX_TOKENS_LIMIT:
                     raise ConfigError(f"{name}: at most {MAX_TOKENS_LIMIT:,} (the ledger sums 64-bit integers)")
             elif name == "label_limits":

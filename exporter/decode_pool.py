@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from aispend.exporter.config import ExporterConfig
-from aispend.exporter.reading import Batch, packed, prepare, read_payload, unpacked
+from aispend.exporter.reading import Batch, packed, prepare, read_payload, request_limits, unpacked
 from aispend.pricing import PriceBookError, PriceEngine, load_book
 
 logger = logging.getLogger("aispend.exporter")
@@ -43,7 +43,7 @@ def _init(config: ExporterConfig) -> None:
 
 
 def _read(body: bytes, as_json: bool) -> tuple[Any, ...]:
-    batch = read_payload(body, as_json, _config.max_tokens_per_call, _config.key_aliases)
+    batch = read_payload(body, as_json, _config.max_tokens_per_call, _config.key_aliases, request_limits(_config))
     if _engine is not None:
         prepare(batch, _engine, _config.label_max_length)
     return packed(batch)

@@ -26,8 +26,11 @@ def _export(pipeline: Pipeline, auth_token: str | None) -> Any:
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         try:
             result = pipeline.export_payload(body)
+        except otlp.TooManySpans as exc:
+            pipeline.count_malformed(exc.reason)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except otlp.MalformedPayload as exc:
-            pipeline.count_malformed()
+            pipeline.count_malformed(exc.reason)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except RetryableError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))

@@ -33,6 +33,14 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
 
+class BodyError(Exception):
+    """A request body that cannot be read: the status to answer and the reason to count."""
+
+    def __init__(self, status: HTTPStatus, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -72,32 +80,75 @@ class _Handler(BaseHTTPRequestHandler):
     def query(self) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
 
-    def read_body(self) -> bytes | None:
-        """The request body, gunzipped; None (after answering 413/400) when it cannot be read."""
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.send_json(HTTPStatus.BAD_REQUEST, {"error": "bad Content-Length"})
-            return None
-        if length > MAX_BODY:
-            self.send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {MAX_BODY} bytes"})
-            return None
-        body = self.rfile.read(length) if length else b""
-        encoding = (self.headers.get("Content-Encoding") or "").lower()
+    def read_body(self) -> bytes:
+        """The request body (Content-Length or chunked, at most MAX_BODY), decompressed. Raises
+        ``BodyError`` when it cannot be read; the connection is then closed, since what is left of
+        the body on it cannot be told from a next request."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = self._read_chunked()
+        elif self.headers.get("Transfer-Encoding"):
+            raise BodyError(HTTPStatus.NOT_IMPLEMENTED, "unsupported_encoding", "only chunked Transfer-Encoding")
+        else:
+            text = self.headers.get("Content-Length")
+            if text is None:
+                raise BodyError(HTTPStatus.LENGTH_REQUIRED, "length_required", "send Content-Length (or chunked)")
+            if not (text.strip().isascii() and text.strip().isdigit()):  # refuses "-1", which read() takes as "all"
+                raise BodyError(HTTPStatus.BAD_REQUEST, "malformed_payload", f"bad Content-Length {text[:20]!r}")
+            length = int(text)
+            if length > MAX_BODY:
+                raise BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", f"body over {MAX_BODY} bytes")
+            body = self._read_exactly(length)
+        encoding = (self.headers.get("Content-Encoding") or "").lower().strip()
         if encoding in ("gzip", "deflate"):
             try:
                 obj = zlib.decompressobj(zlib.MAX_WBITS | 32)
                 body = obj.decompress(body, MAX_BODY)
-                if obj.unconsumed_tail:
-                    self.send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "decompressed body too large"})
-                    return None
             except zlib.error as exc:
-                self.send_json(HTTPStatus.BAD_REQUEST, {"error": f"bad {encoding} body: {exc}"})
-                return None
+                raise BodyError(HTTPStatus.BAD_REQUEST, "bad_compression", f"bad {encoding} body: {exc}") from None
+            if obj.unconsumed_tail:
+                raise BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", "decompressed body too large")
         elif encoding not in ("", "identity"):
-            self.send_json(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": f"unsupported Content-Encoding {encoding}"})
-            return None
+            raise BodyError(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding", f"unsupported Content-Encoding {encoding}"
+            )
         return body
+
+    def _read_exactly(self, length: int) -> bytes:
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise BodyError(HTTPStatus.BAD_REQUEST, "malformed_payload", "the body ended before Content-Length")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            size_text = line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise BodyError(HTTPStatus.BAD_REQUEST, "malformed_payload", "bad chunked body") from None
+            if size < 0 or not line.endswith(b"\n"):
+                raise BodyError(HTTPStatus.BAD_REQUEST, "malformed_payload", "bad chunked body")
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY:
+                raise BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large", f"body over {MAX_BODY} bytes")
+            parts.append(self._read_exactly(size))
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise BodyError(HTTPStatus.BAD_REQUEST, "malformed_payload", "bad chunked body")
+        for _ in range(100):  # trailers, up to the blank line
+            if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+                break
+        else:
+            raise BodyError(HTTPStatus.BAD_REQUEST, "malformed_payload", "bad chunked body")
+        return b"".join(parts)
+
+    def refuse(self, error: BodyError) -> None:
+        self.close_connection = True
+        self.send_json(error.status, {"error": error.message}, {"Connection": "close"})
 
     def bearer_ok(self, token: str | None) -> bool:
         if token is None:
@@ -138,14 +189,19 @@ def serve_otlp_http(
         if not h.bearer_ok(auth_token):
             h.send_json(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
             return
-        body = h.read_body()
-        if body is None:
+        try:
+            body = h.read_body()
+        except BodyError as exc:
+            pipeline.count_malformed(exc.reason)
+            h.refuse(exc)
             return
         try:
             result = pipeline.export_payload(body, as_json)
         except otlp.MalformedPayload as exc:
-            pipeline.count_malformed()
-            h.send_json(HTTPStatus.BAD_REQUEST, {"code": 3, "message": str(exc)})
+            pipeline.count_malformed(exc.reason)
+            too_many = isinstance(exc, otlp.TooManySpans)
+            status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if too_many else HTTPStatus.BAD_REQUEST
+            h.send_json(status, {"code": 8 if too_many else 3, "message": str(exc)})
             return
         except RetryableError as exc:
             h.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"code": 14, "message": str(exc)}, {"Retry-After": "1"})
@@ -210,8 +266,10 @@ def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None)
         if not h.bearer_ok(api.admin_token):
             h.send_json(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
             return
-        body = h.read_body()
-        if body is None:
+        try:
+            body = h.read_body()
+        except BodyError as exc:
+            h.refuse(exc)
             return
         try:
             data = json.loads(body or b"{}")
@@ -222,7 +280,7 @@ def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None)
             reset = bool(data.get("reset", False))
             if amount is None and not reset:
                 raise ValueError('give "amount_usd" and/or "reset": true')
-        except (ValueError, InvalidOperation, AttributeError) as exc:
+        except (ValueError, InvalidOperation, AttributeError, RecursionError) as exc:
             h.send_json(HTTPStatus.BAD_REQUEST, {"error": f"bad request: {exc}"})
             return
         try:
