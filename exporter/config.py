@@ -50,6 +50,7 @@ class ExporterConfig:
     timezone: str = "UTC"  # calendar day / month for budgets and `aispend usage`
     auth_token: str | None = None  # bearer token required on OTLP receivers
     admin_token: str | None = None  # bearer token required to change budgets at run time
+    read_token: str | None = None  # bearer token for GET /metrics and /v1/* (see exporter/tokens.py)
     tls_cert: str | None = None
     tls_key: str | None = None
     dedupe_window: int = 200_000  # span ids remembered to drop retried exports

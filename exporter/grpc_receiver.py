@@ -11,6 +11,7 @@ import grpc
 
 from aispend.exporter import otlp
 from aispend.exporter.pipeline import Pipeline, RetryableError
+from aispend.exporter.tokens import bearer_matches
 
 logger = logging.getLogger("aispend.exporter")
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
@@ -22,7 +23,7 @@ def _export(pipeline: Pipeline, auth_token: str | None) -> Any:
     def export(body: bytes, context: grpc.ServicerContext) -> Any:
         if auth_token is not None:
             metadata = dict(context.invocation_metadata() or ())
-            if metadata.get("authorization") != f"Bearer {auth_token}":
+            if not bearer_matches(metadata.get("authorization"), (auth_token,)):
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         try:
             result = pipeline.export_payload(body)

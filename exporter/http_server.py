@@ -7,7 +7,6 @@ nothing a framework would add.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import ssl
@@ -26,6 +25,7 @@ from prometheus_client.exposition import choose_encoder
 from aispend.exporter import otlp
 from aispend.exporter.ledger import LedgerError
 from aispend.exporter.pipeline import Pipeline, RetryableError
+from aispend.exporter.tokens import bearer_matches
 
 logger = logging.getLogger("aispend.exporter")
 MAX_BODY = 64 * 1024 * 1024
@@ -151,10 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_json(error.status, {"error": error.message}, {"Connection": "close"})
 
     def bearer_ok(self, token: str | None) -> bool:
-        if token is None:
-            return True
-        given = self.headers.get("Authorization") or ""
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+        return token is None or bearer_matches(self.headers.get("Authorization"), (token,))
 
     def send_bytes(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -167,6 +164,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self.send_bytes(status, json.dumps(data, default=str).encode(), JSON, headers)
+
+
+def require_read(h: _Handler, tokens: tuple[str, ...]) -> bool:
+    """The read check of every GET that shows spend (``/metrics``, ``/v1/*``; the console too):
+    open while ``tokens`` is empty, else a bearer token among them. Answers 401 itself."""
+    if not tokens or bearer_matches(h.headers.get("Authorization"), tokens):
+        return True
+    h.send_json(
+        HTTPStatus.UNAUTHORIZED,
+        {"error": "missing or wrong bearer token (the read token or the admin token)"},
+        {"WWW-Authenticate": 'Bearer realm="aispend"'},
+    )
+    return False
 
 
 def _start(handler: type[_Handler], host: str, port: int, tls: ssl.SSLContext | None) -> tuple[_Server, int]:
@@ -236,6 +246,7 @@ class Api:
         usage: Callable[[dict[str, str]], Any] | None,
         calls: Callable[[dict[str, str]], Any] | None,
         admin_token: str | None,
+        read_tokens: tuple[str, ...] = (),
     ) -> None:
         self.registry = registry
         self.budgets = budgets
@@ -243,6 +254,7 @@ class Api:
         self.usage = usage
         self.calls = calls
         self.admin_token = admin_token
+        self.read_tokens = read_tokens  # tokens.read_tokens(config): empty means reads are open
 
 
 def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None) -> tuple[_Server, int]:
@@ -302,12 +314,19 @@ def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None)
 
         return handle
 
+    def reader(handle: Callable[[_Handler], None]) -> Callable[[_Handler], None]:
+        def guarded(h: _Handler) -> None:
+            if require_read(h, api.read_tokens):
+                handle(h)
+
+        return guarded
+
     routes = {
-        ("GET", "/metrics"): metrics,
-        ("GET", "/healthz"): healthz,
-        ("GET", "/v1/budgets"): budgets,
-        ("GET", "/v1/usage"): report(api.usage),
-        ("GET", "/v1/calls"): report(api.calls),
+        ("GET", "/metrics"): reader(metrics),
+        ("GET", "/healthz"): healthz,  # open: says nothing about spend
+        ("GET", "/v1/budgets"): reader(budgets),
+        ("GET", "/v1/usage"): reader(report(api.usage)),
+        ("GET", "/v1/calls"): reader(report(api.calls)),
     }
     handler = type(
         "ApiHandler", (_Handler,), {"routes": routes, "prefix_routes": [("POST", "/v1/budgets/", change_budget)]}

@@ -25,6 +25,7 @@ from aispend.exporter.http_server import Api, serve_api, serve_otlp_http
 from aispend.exporter.ledger import Ledger, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline
+from aispend.exporter.tokens import read_tokens
 from aispend.pricing import PriceBookError, PriceEngine, load_book
 
 logger = logging.getLogger("aispend.exporter")
@@ -143,6 +144,7 @@ class Exporter:
             usage=(lambda p: usage_reports.usage_report(ledger, p, tz=tz)) if ledger else None,
             calls=(lambda p: usage_reports.calls_report(ledger, p, tz=tz)) if ledger else None,
             admin_token=self.config.admin_token,
+            read_tokens=read_tokens(self.config),
         )
 
     def _change_budget(self, name: str, amount: Decimal | None, reset: bool) -> dict[str, Any]:

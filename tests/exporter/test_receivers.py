@@ -141,7 +141,7 @@ def test_grpc_gzip_and_bearer_token():
             ),
             MIX,
         )
-        check_mix(scrape(exporter.ports["metrics"]))
+        check_mix(scrape(exporter.ports["metrics"], token="s3cret"))  # the OTLP token reads when no read token is set
         channel = grpc.insecure_channel(endpoint)
         export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
         with pytest.raises(grpc.RpcError) as denied:
