@@ -58,6 +58,7 @@ class ExporterConfig:
     decode_workers: int = 0  # processes that decode and normalise payloads (0: in the receiving thread)
     max_spans_per_request: int = 100_000  # more in one export request: 413 / RESOURCE_EXHAUSTED
     max_resource_spans_per_request: int = 10_000
+    request_timeout: float = 30.0  # seconds an HTTP client may stay silent before it is disconnected
 
     @classmethod
     def load(
@@ -99,6 +100,13 @@ class ExporterConfig:
                     raise ConfigError(f"{name}: must be at least 1")
                 if name == "max_tokens_per_call" and out[name] > MAX_TOKENS_LIMIT:
                     raise ConfigError(f"{name}: at most {MAX_TOKENS_LIMIT:,} (the ledger sums 64-bit integers)")
+            elif name == "request_timeout":
+                try:
+                    out[name] = float(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+                if not 0 < out[name] < 86_400:
+                    raise ConfigError(f"{name}: must be above 0 and below a day")
             elif name == "label_limits":
                 limits = dict(DEFAULT_LABEL_LIMITS)
                 limits.update(_limits(value))

@@ -2,7 +2,9 @@
 ``/metrics`` plus the JSON API (``/v1/budgets``, ``/v1/usage``, ``/v1/calls``) on another.
 
 Both are stdlib ``ThreadingHTTPServer``s: the hot path is the gRPC receiver, and these need
-nothing a framework would add.
+nothing a framework would add. A client silent for ``timeout`` seconds (mid-headers, mid-body or
+idle between keep-alive requests) is disconnected, so stalled connections do not hold a thread each
+forever.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aispend.exporter.tokens import bearer_matches
 
 logger = logging.getLogger("aispend.exporter")
 MAX_BODY = 64 * 1024 * 1024
+CLIENT_TIMEOUT = 30.0  # seconds; request_timeout in the config
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
@@ -44,6 +47,7 @@ class BodyError(Exception):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the listen backlog (socketserver's 5 makes a burst of senders wait)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -51,6 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     routes: ClassVar[dict[tuple[str, str], Callable[[_Handler], None]]] = {}
     prefix_routes: ClassVar[list[tuple[str, str, Callable[[_Handler, str], None]]]] = []
+    _body_read = False  # per request: whether the route read the body (else the connection closes)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
@@ -58,6 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         path = urlsplit(self.path).path
         route = self.routes.get((method, path))
+        self._body_read = False
         try:
             if route is not None:
                 route(self)
@@ -68,7 +74,13 @@ class _Handler(BaseHTTPRequestHandler):
                     return
             self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no route for {method} {path}"})
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            self.close_connection = True
+        except TimeoutError:  # a client that stopped sending mid-body: nothing was recorded for it
+            logger.debug("%s stalled; connection closed", self.address_string())
+            self.close_connection = True
+        declared = (self.headers.get("Content-Length") or "0").strip() != "0" or "Transfer-Encoding" in self.headers
+        if declared and not self._body_read:
+            self.close_connection = True  # an unread body would be taken for the next request
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -84,6 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         """The request body (Content-Length or chunked, at most MAX_BODY), decompressed. Raises
         ``BodyError`` when it cannot be read; the connection is then closed, since what is left of
         the body on it cannot be told from a next request."""
+        self._body_read = True
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             body = self._read_chunked()
         elif self.headers.get("Transfer-Encoding"):
@@ -179,7 +192,10 @@ def require_read(h: _Handler, tokens: tuple[str, ...]) -> bool:
     return False
 
 
-def _start(handler: type[_Handler], host: str, port: int, tls: ssl.SSLContext | None) -> tuple[_Server, int]:
+def _start(
+    handler: type[_Handler], host: str, port: int, tls: ssl.SSLContext | None, timeout: float
+) -> tuple[_Server, int]:
+    handler.timeout = timeout  # socketserver applies it to each connection's socket (TLS handshake too)
     server = _Server((host, port), handler)
     if tls is not None:
         # handshake in the request thread, not in the accept loop a slow client could stall
@@ -191,7 +207,12 @@ def _start(handler: type[_Handler], host: str, port: int, tls: ssl.SSLContext | 
 
 # -- OTLP/HTTP ------------------------------------------------------------------------------------
 def serve_otlp_http(
-    pipeline: Pipeline, host: str, port: int, auth_token: str | None = None, tls: ssl.SSLContext | None = None
+    pipeline: Pipeline,
+    host: str,
+    port: int,
+    auth_token: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = CLIENT_TIMEOUT,
 ) -> tuple[_Server, int]:
     def traces(h: _Handler) -> None:
         content_type = (h.headers.get("Content-Type") or PROTOBUF).split(";")[0].strip().lower()
@@ -231,7 +252,7 @@ def serve_otlp_http(
             h.send_bytes(HTTPStatus.OK, response.SerializeToString(), PROTOBUF)
 
     handler = type("OtlpHandler", (_Handler,), {"routes": {("POST", "/v1/traces"): traces}, "prefix_routes": []})
-    return _start(handler, host, port, tls)
+    return _start(handler, host, port, tls, timeout)
 
 
 # -- /metrics and the JSON API --------------------------------------------------------------------
@@ -257,7 +278,9 @@ class Api:
         self.read_tokens = read_tokens  # tokens.read_tokens(config): empty means reads are open
 
 
-def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None) -> tuple[_Server, int]:
+def serve_api(
+    api: Api, host: str, port: int, tls: ssl.SSLContext | None = None, timeout: float = CLIENT_TIMEOUT
+) -> tuple[_Server, int]:
     def metrics(h: _Handler) -> None:
         encoder, content_type = choose_encoder(h.headers.get("Accept") or "")
         h.send_bytes(HTTPStatus.OK, encoder(api.registry), content_type)
@@ -331,4 +354,4 @@ def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None)
     handler = type(
         "ApiHandler", (_Handler,), {"routes": routes, "prefix_routes": [("POST", "/v1/budgets/", change_budget)]}
     )
-    return _start(handler, host, port, tls)
+    return _start(handler, host, port, tls, timeout)

@@ -121,16 +121,17 @@ class Exporter:
         tls = _tls_context(cfg)
         if cfg.otlp_grpc:
             creds = _tls_pair(cfg)
-            server, port = serve_grpc(self.pipeline, cfg.otlp_grpc, cfg.auth_token, creds)
+            large_slots = max(2, cfg.decode_workers)  # large exports read at once: more only with more cores
+            server, port = serve_grpc(self.pipeline, cfg.otlp_grpc, cfg.auth_token, creds, large_slots)
             self._servers.append(("grpc", server))
             self.ports["otlp_grpc"] = port
         if cfg.otlp_http:
             host, port = parse_address(cfg.otlp_http)
-            server, port = serve_otlp_http(self.pipeline, host, port, cfg.auth_token, tls)
+            server, port = serve_otlp_http(self.pipeline, host, port, cfg.auth_token, tls, cfg.request_timeout)
             self._servers.append(("http", server))
             self.ports["otlp_http"] = port
         host, port = parse_address(cfg.metrics)
-        server, port = serve_api(self._api(), host, port, tls)
+        server, port = serve_api(self._api(), host, port, tls, cfg.request_timeout)
         self._servers.append(("http", server))
         self.ports["metrics"] = port
         threading.Thread(target=self._housekeeping, name="aispend-retention", daemon=True).start()
