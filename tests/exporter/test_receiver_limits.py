@@ -12,7 +12,10 @@ import socket
 
 import grpc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from aispend.exporter import otlp
 from aispend.exporter.grpc_receiver import EXPORT_METHOD
 from tests.exporter.server import running, scrape, value
 from tests.exporter.spans import llm, otlp_request
@@ -192,3 +195,19 @@ def test_millions_of_empty_resource_spans_are_refused_before_decoding():
         with pytest.raises(grpc.RpcError) as err:
             grpc_export(exporter, body)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=20_000), min_size=1, max_size=40), st.integers(1, 3))
+def test_the_wire_count_is_exact(sizes, resources):
+    """The span count read off the wire (before decoding) is the number of spans, whatever their
+    sizes (one- to three-byte lengths)."""
+    request = otlp_request([gpt(**{"pad": "x" * size}) for size in sizes])
+    for _ in range(resources - 1):
+        request.resource_spans.append(otlp_request([gpt()]).resource_spans[0])
+    body = request.SerializeToString()
+    total = len(sizes) + resources - 1
+    otlp.check_limits(body, otlp.Limits(resource_spans=resources, spans=total))
+    if total > 1:
+        with pytest.raises(otlp.TooManySpans):
+            otlp.check_limits(body, otlp.Limits(resource_spans=resources, spans=total - 1))
