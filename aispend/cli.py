@@ -137,7 +137,9 @@ _SERVE_FLAGS = {
     "budgets": "budgets file (YAML); re-read on SIGHUP",
     "timezone": "timezone of calendar days and months (default UTC)",
     "auth_token": "bearer token required by the OTLP receivers",
-    "admin_token": "bearer token required by POST /v1/budgets/{name}",
+    "admin_token": "bearer token required by POST /v1/budgets/{name} (it also reads)",
+    "read_token": "bearer token for GET /metrics and /v1/* (without it, the admin or auth token reads; "
+    "with no token at all, reads are open)",
     "tls_cert": "TLS certificate (PEM) for all listeners",
     "tls_key": "TLS private key (PEM)",
     "label_limits": "distinct values per label before __overflow__, e.g. customer=5000,model=500",

@@ -52,6 +52,16 @@ class StackConfig:
     # rewrite the shipped alertmanager.yml (receiver URLs, timings) before starting it
     alertmanager_edit: Callable[[dict[str, Any]], None] | None = None
     exporter_args: list[str] = field(default_factory=list)
+    # protects /metrics and /v1/* (the exporter's read_token); Prometheus scrapes with it. From the
+    # environment, the first of the tokens that read (exporter/tokens.py).
+    read_token: str | None = field(default_factory=lambda: _token_from_environment())
+
+
+def _token_from_environment() -> str | None:
+    for name in ("AISPEND_READ_TOKEN", "AISPEND_ADMIN_TOKEN", "AISPEND_AUTH_TOKEN"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
 
 
 class Stack:
@@ -87,11 +97,19 @@ class Stack:
         for job in data["scrape_configs"]:
             port = cfg.metrics if job["job_name"] == "aispend" else cfg.prometheus
             job["static_configs"][0]["targets"] = [f"127.0.0.1:{port}"]
+            if job["job_name"] == "aispend" and cfg.read_token:
+                job["authorization"] = {"type": "Bearer", "credentials_file": str(self.read_token_file())}
             if cfg.scrape_interval and "scrape_interval" in job:
                 job["scrape_interval"] = cfg.scrape_interval
                 job["scrape_timeout"] = cfg.scrape_interval
         path = cfg.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def read_token_file(self) -> Path:
+        path = self.config.workdir / "aispend-read-token"
+        path.touch(mode=0o600)
+        path.write_text(self.config.read_token or "")
         return path
 
     def alertmanager_config(self) -> Path:
@@ -104,9 +122,11 @@ class Stack:
         return path
 
     # -- processes ------------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.config.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.workdir)
+        self.procs[name] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.workdir, env=env
+        )
 
     def start_exporter(self) -> None:
         cfg = self.config
@@ -129,6 +149,8 @@ class Stack:
                 str(cfg.budgets),
                 *cfg.exporter_args,
             ],
+            # the token through the environment: a command line is readable by every local user
+            env={**os.environ, "AISPEND_READ_TOKEN": cfg.read_token} if cfg.read_token else None,
         )
         self.wait_http("aispend", f"http://127.0.0.1:{cfg.metrics}/healthz")
 

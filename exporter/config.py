@@ -27,6 +27,9 @@ DEFAULT_LABEL_LIMITS = {
     "customer": 10000,
     "key": 1000,
 }
+MAX_TOKENS_LIMIT = 10**12
+_INTEGERS = ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call", "decode_workers")
+_INTEGERS += ("max_spans_per_request", "max_resource_spans_per_request")
 
 
 class ConfigError(ValueError):
@@ -48,6 +51,7 @@ class ExporterConfig:
     timezone: str = "UTC"  # calendar day / month for budgets and `aispend usage`
     auth_token: str | None = None  # bearer token required on OTLP receivers
     admin_token: str | None = None  # bearer token required to change budgets at run time
+    read_token: str | None = None  # bearer token for GET /metrics and /v1/* (see exporter/tokens.py)
     tls_cert: str | None = None
     tls_key: str | None = None
     dedupe_window: int = 200_000  # span ids remembered to drop retried exports
@@ -56,6 +60,9 @@ class ExporterConfig:
     instance_id: str = ""  # this replica's name in the ledger ("": host name and OTLP gRPC port)
     settle_seconds: float = 15.0  # how long other instrumentations' spans wait for aispend's span of the call
     budget_refresh_seconds: float = 1.0  # how often budget spend is read back from the shared ledger
+    max_spans_per_request: int = 100_000  # more in one export request: 413 / RESOURCE_EXHAUSTED
+    max_resource_spans_per_request: int = 10_000
+    request_timeout: float = 30.0  # seconds an HTTP client may stay silent before it is disconnected
 
     @classmethod
     def load(
@@ -86,13 +93,17 @@ class ExporterConfig:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         out: dict[str, Any] = {}
         for name, value in values.items():
-            if name in ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call", "decode_workers"):
+            if name in _INTEGERS:
                 try:
                     out[name] = int(value)
                 except (TypeError, ValueError):
                     raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
                 if out[name] < 0:
                     raise ConfigError(f"{name}: must not be negative")
+                if name.startswith("max_") and name.endswith("_per_request") and out[name] < 1:
+                    raise ConfigError(f"{name}: must be at least 1")
+                if name == "max_tokens_per_call" and out[name] > MAX_TOKENS_LIMIT:
+                    raise ConfigError(f"{name}: at most {MAX_TOKENS_LIMIT:,} (the ledger sums 64-bit integers)")
             elif name in ("settle_seconds", "budget_refresh_seconds"):
                 try:
                     out[name] = float(value)
@@ -100,6 +111,13 @@ class ExporterConfig:
                     raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
                 if not 0 <= out[name] <= 3600:
                     raise ConfigError(f"{name}: must be between 0 and 3600 seconds")
+            elif name == "request_timeout":
+                try:
+                    out[name] = float(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+                if not 0 < out[name] < 86_400:
+                    raise ConfigError(f"{name}: must be above 0 and below a day")
             elif name == "label_limits":
                 limits = dict(DEFAULT_LABEL_LIMITS)
                 limits.update(_limits(value))

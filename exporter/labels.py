@@ -10,7 +10,9 @@ import re
 from collections.abc import Mapping
 
 OVERFLOW = "__overflow__"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# control characters (NUL, which PostgreSQL TEXT cannot hold, among them) and lone surrogates (not
+# UTF-8; OTLP/JSON's "\\ud800" escapes are the only way one arrives)
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def clean(value: str, max_length: int) -> tuple[str, str | None]:

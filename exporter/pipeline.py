@@ -28,7 +28,7 @@ from aispend.exporter.labels import LabelBounds
 from aispend.exporter.ledger import Accounting, FreeUsed, Ledger, LedgerError, Outcome, is_ephemeral, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.normalise import Call
-from aispend.exporter.reading import Batch, read_payload, read_request
+from aispend.exporter.reading import Batch, read_payload, read_request, request_limits
 from aispend.pricing import FreeTier, PriceEngine
 
 logger = logging.getLogger("aispend.exporter")
@@ -120,10 +120,10 @@ class Pipeline:
                 key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model))
                 self.metrics.unpriced[key] = self.metrics.unpriced.get(key, 0) + count
 
-    def count_malformed(self) -> None:
-        """A whole export request that could not be decoded (the receivers answer it)."""
+    def count_malformed(self, reason: str = "malformed_payload") -> None:
+        """A whole export request that could not be decoded or was refused (the receivers answer it)."""
         with self.lock:
-            UsageMetrics.bump(self.metrics.rejected, "malformed_payload")
+            UsageMetrics.bump(self.metrics.rejected, reason)
 
     # -- one export -----------------------------------------------------------------------------
     def export(self, request: ExportTraceServiceRequest) -> BatchResult:
@@ -138,7 +138,8 @@ class Pipeline:
             except DecodersUnavailable as exc:
                 raise RetryableError(str(exc)) from exc
         else:
-            batch = read_payload(body, as_json, self.config.max_tokens_per_call, self.config.key_aliases)
+            config = self.config
+            batch = read_payload(body, as_json, config.max_tokens_per_call, config.key_aliases, request_limits(config))
         return self.record(batch)
 
     def record(self, batch: Batch) -> BatchResult:

@@ -25,6 +25,7 @@ from aispend.exporter.http_server import Api, serve_api, serve_otlp_http
 from aispend.exporter.ledger import Ledger, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline
+from aispend.exporter.tokens import read_tokens
 from aispend.pricing import PriceBookError, PriceEngine, load_book
 
 logger = logging.getLogger("aispend.exporter")
@@ -119,16 +120,17 @@ class Exporter:
         tls = _tls_context(cfg)
         if cfg.otlp_grpc:
             creds = _tls_pair(cfg)
-            server, port = serve_grpc(self.pipeline, cfg.otlp_grpc, cfg.auth_token, creds)
+            large_slots = max(2, cfg.decode_workers)  # large exports read at once: more only with more cores
+            server, port = serve_grpc(self.pipeline, cfg.otlp_grpc, cfg.auth_token, creds, large_slots)
             self._servers.append(("grpc", server))
             self.ports["otlp_grpc"] = port
         if cfg.otlp_http:
             host, port = parse_address(cfg.otlp_http)
-            server, port = serve_otlp_http(self.pipeline, host, port, cfg.auth_token, tls)
+            server, port = serve_otlp_http(self.pipeline, host, port, cfg.auth_token, tls, cfg.request_timeout)
             self._servers.append(("http", server))
             self.ports["otlp_http"] = port
         host, port = parse_address(cfg.metrics)
-        server, port = serve_api(self._api(), host, port, tls)
+        server, port = serve_api(self._api(), host, port, tls, cfg.request_timeout)
         self._servers.append(("http", server))
         self.ports["metrics"] = port
         threading.Thread(target=self._housekeeping, name="aispend-retention", daemon=True).start()
@@ -143,6 +145,7 @@ class Exporter:
             usage=(lambda p: usage_reports.usage_report(ledger, p, tz=tz)) if ledger else None,
             calls=(lambda p: usage_reports.calls_report(ledger, p, tz=tz)) if ledger else None,
             admin_token=self.config.admin_token,
+            read_tokens=read_tokens(self.config),
         )
 
     def _change_budget(self, name: str, amount: Decimal | None, reset: bool) -> dict[str, Any]:

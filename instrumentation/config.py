@@ -110,6 +110,7 @@ class InstrumentationConfig:
     capture_content: bool = False
     defaults: Attribution = field(default_factory=Attribution)
     budgets_url: str | None = None
+    budgets_token: str | None = None  # the exporter's read token, when it has one
     budgets_refresh_seconds: float = 10.0
     budgets_fail_closed: bool = False
     record_inline: bool = False  # parse and make spans on the calling thread, not aispend-recorder
@@ -137,6 +138,7 @@ class InstrumentationConfig:
             ),
             defaults=env_defaults(env),
             budgets_url=str(kwargs.get("budgets_url") or env.get("AISPEND_BUDGETS_URL") or "") or None,
+            budgets_token=str(kwargs.get("budgets_token") or env.get("AISPEND_BUDGETS_TOKEN") or "") or None,
             budgets_refresh_seconds=float(
                 kwargs.get("budgets_refresh_seconds") or env.get("AISPEND_BUDGETS_REFRESH_SECONDS") or 10.0  # type: ignore[arg-type]
             ),
