@@ -180,6 +180,7 @@ class Api:
         usage: Callable[[dict[str, str]], Any] | None,
         calls: Callable[[dict[str, str]], Any] | None,
         admin_token: str | None,
+        problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.registry = registry
         self.budgets = budgets
@@ -187,6 +188,7 @@ class Api:
         self.usage = usage
         self.calls = calls
         self.admin_token = admin_token
+        self.problem = problem  # why the exporter cannot record (None: it can), for /healthz
 
 
 def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None) -> tuple[_Server, int]:
@@ -195,7 +197,11 @@ def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None)
         h.send_bytes(HTTPStatus.OK, encoder(api.registry), content_type)
 
     def healthz(h: _Handler) -> None:
-        h.send_json(HTTPStatus.OK, {"status": "ok"})
+        problem = api.problem() if api.problem is not None else None
+        if problem is not None:
+            h.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "failing", "reason": problem})
+        else:
+            h.send_json(HTTPStatus.OK, {"status": "ok"})
 
     def budgets(h: _Handler) -> None:
         h.send_json(HTTPStatus.OK, {"budgets": api.budgets() if api.budgets else []})

@@ -143,6 +143,7 @@ class Exporter:
             usage=(lambda p: usage_reports.usage_report(ledger, p, tz=tz)) if ledger else None,
             calls=(lambda p: usage_reports.calls_report(ledger, p, tz=tz)) if ledger else None,
             admin_token=self.config.admin_token,
+            problem=ledger.problem if ledger else None,
         )
 
     def _change_budget(self, name: str, amount: Decimal | None, reset: bool) -> dict[str, Any]:
