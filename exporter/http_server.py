@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import ssl
 import threading
 import zlib
@@ -119,7 +120,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _start(handler: type[_Handler], host: str, port: int, tls: ssl.SSLContext | None) -> tuple[_Server, int]:
-    server = _Server((host, port), handler)
+    try:
+        server = _Server((host, port), handler)
+    except OSError as exc:
+        what = "OTLP/HTTP" if ("POST", "/v1/traces") in handler.routes else "metrics and API"
+        raise OSError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
     if tls is not None:
         # handshake in the request thread, not in the accept loop a slow client could stall
         server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
@@ -201,7 +206,7 @@ def serve_api(api: Api, host: str, port: int, tls: ssl.SSLContext | None = None)
         if problem is not None:
             h.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "failing", "reason": problem})
         else:
-            h.send_json(HTTPStatus.OK, {"status": "ok"})
+            h.send_json(HTTPStatus.OK, {"status": "ok", "pid": os.getpid()})  # who answers (make run checks)
 
     def budgets(h: _Handler) -> None:
         h.send_json(HTTPStatus.OK, {"budgets": api.budgets() if api.budgets else []})
