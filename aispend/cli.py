@@ -166,6 +166,7 @@ _SERVE_FLAGS = {
     "tls_cert": "TLS certificate (PEM) for all listeners",
     "tls_key": "TLS private key (PEM)",
     "label_limits": "distinct values per label before __overflow__, e.g. customer=5000,model=500",
+    "max_series": "label sets before new ones count with feature/customer/key __overflow__ (default 5000; 0: no bound)",
     "key_aliases": "key fingerprint aliases, e.g. 'sk-…a1b2=prod-backend'",
     "decode_workers": "processes that decode and normalise OTLP payloads, for spare cores (default 0: none)",
     "instance_id": "this replica's name in the ledger (default: host name and OTLP gRPC port)",

@@ -31,6 +31,16 @@ DEFAULT_LABEL_LIMITS = {
 }
 
 
+_INTEGERS = (
+    "retention_days",
+    "label_max_length",
+    "max_series",
+    "dedupe_window",
+    "max_tokens_per_call",
+    "decode_workers",
+)
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used; the message names it."""
 
@@ -44,6 +54,9 @@ class ExporterConfig:
     retention_days: int = 90
     label_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LABEL_LIMITS))
     label_max_length: int = 128
+    # label sets (series of aispend_cost_usd_total) before new ones are counted coarser: keeps a
+    # scrape well inside Prometheus's scrape timeout (benchmarks/metrics_scrape.py); 0: no bound
+    max_series: int = 5000
     key_aliases: Mapping[str, str] = field(default_factory=dict)
     prices: str | None = None  # user price overrides file
     budgets: str | None = None  # budgets.yaml
@@ -88,7 +101,7 @@ class ExporterConfig:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         out: dict[str, Any] = {}
         for name, value in values.items():
-            if name in ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call", "decode_workers"):
+            if name in _INTEGERS:
                 try:
                     out[name] = int(value)
                 except (TypeError, ValueError):
