@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from aispend.exporter.ledger_location import default_ledger_url
 from aispend.keys import parse_aliases
 from aispend.yamlfile import load_yaml
 
@@ -32,6 +34,16 @@ _INTEGERS = ("retention_days", "label_max_length", "dedupe_window", "max_tokens_
 _INTEGERS += ("max_spans_per_request", "max_resource_spans_per_request")
 
 
+_INTEGERS = (
+    "retention_days",
+    "label_max_length",
+    "max_series",
+    "dedupe_window",
+    "max_tokens_per_call",
+    "decode_workers",
+)
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used; the message names it."""
 
@@ -41,10 +53,13 @@ class ExporterConfig:
     otlp_grpc: str = "127.0.0.1:4317"  # "" disables
     otlp_http: str = "127.0.0.1:4318"  # "" disables
     metrics: str = "127.0.0.1:9464"  # /metrics and the /v1 JSON API
-    ledger: str = "sqlite:///aispend.sqlite"  # "none" keeps no ledger (metrics only)
+    ledger: str = field(default_factory=default_ledger_url)  # the user's data dir; "none": metrics only
     retention_days: int = 90
     label_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LABEL_LIMITS))
     label_max_length: int = 128
+    # label sets (series of aispend_cost_usd_total) before new ones are counted coarser: keeps a
+    # scrape well inside Prometheus's scrape timeout (benchmarks/metrics_scrape.py); 0: no bound
+    max_series: int = 5000
     key_aliases: Mapping[str, str] = field(default_factory=dict)
     prices: str | None = None  # user price overrides file
     budgets: str | None = None  # budgets.yaml
@@ -122,6 +137,8 @@ class ExporterConfig:
                 limits = dict(DEFAULT_LABEL_LIMITS)
                 limits.update(_limits(value))
                 out[name] = limits
+            elif name == "timezone":
+                out[name] = _timezone(value)
             elif name == "key_aliases":
                 out[name] = parse_aliases(value) if isinstance(value, str) else dict(value or {})
             else:
@@ -152,6 +169,14 @@ def _limits(value: Any) -> dict[str, int]:
         except (TypeError, ValueError):
             raise ConfigError(f"label_limits.{label}: expected an integer") from None
     return out
+
+
+def _timezone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"timezone: unknown timezone {value!r} (an IANA name, e.g. Europe/Berlin or UTC)") from None
+    return str(value)
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ exports an SDK sends.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from concurrent import futures
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import grpc
 
 from aispend.exporter import otlp
+from aispend.exporter.config import parse_address
 from aispend.exporter.pipeline import Pipeline, RetryableError
 from aispend.exporter.tokens import bearer_matches
 
@@ -65,6 +67,21 @@ def _handle(pipeline: Pipeline, body: bytes, context: grpc.ServicerContext) -> A
     return otlp.response(result.rejected, result.message)
 
 
+def _check_free(address: str) -> None:
+    """An OSError naming the address if it cannot be bound; grpcio's own failure is a bare
+    RuntimeError after a log line of its own on stderr."""
+    host, port = parse_address(address)
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpcio binds
+            probe.bind(where)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {address} (OTLP/gRPC): {exc.strerror or exc}") from None
+
+
 def serve_grpc(
     pipeline: Pipeline,
     address: str,
@@ -90,11 +107,15 @@ def serve_grpc(
         options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)],
     )
     server.add_generic_rpc_handlers((handler,))
-    if tls is not None:
-        port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
-    else:
-        port = server.add_insecure_port(address)
+    _check_free(address)
+    try:
+        if tls is not None:
+            port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio says only "Failed to bind to address"
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {address} (gRPC)")
+        raise OSError(f"cannot listen on {address} (OTLP/gRPC): the address is in use or not available here")
     server.start()
     return server, port

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import ssl
 import threading
 import zlib
@@ -196,7 +197,11 @@ def _start(
     handler: type[_Handler], host: str, port: int, tls: ssl.SSLContext | None, timeout: float
 ) -> tuple[_Server, int]:
     handler.timeout = timeout  # socketserver applies it to each connection's socket (TLS handshake too)
-    server = _Server((host, port), handler)
+    try:
+        server = _Server((host, port), handler)
+    except OSError as exc:
+        what = "OTLP/HTTP" if ("POST", "/v1/traces") in handler.routes else "metrics and API"
+        raise OSError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
     if tls is not None:
         # handshake in the request thread, not in the accept loop a slow client could stall
         server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
@@ -268,6 +273,7 @@ class Api:
         calls: Callable[[dict[str, str]], Any] | None,
         admin_token: str | None,
         read_tokens: tuple[str, ...] = (),
+        problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.registry = registry
         self.budgets = budgets
@@ -276,6 +282,7 @@ class Api:
         self.calls = calls
         self.admin_token = admin_token
         self.read_tokens = read_tokens  # tokens.read_tokens(config): empty means reads are open
+        self.problem = problem  # why the exporter cannot record (None: it can), for /healthz
 
 
 def serve_api(
@@ -286,7 +293,11 @@ def serve_api(
         h.send_bytes(HTTPStatus.OK, encoder(api.registry), content_type)
 
     def healthz(h: _Handler) -> None:
-        h.send_json(HTTPStatus.OK, {"status": "ok"})
+        problem = api.problem() if api.problem is not None else None
+        if problem is not None:
+            h.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "failing", "reason": problem})
+        else:
+            h.send_json(HTTPStatus.OK, {"status": "ok", "pid": os.getpid()})  # who answers (make run checks)
 
     def budgets(h: _Handler) -> None:
         h.send_json(HTTPStatus.OK, {"budgets": api.budgets() if api.budgets else []})

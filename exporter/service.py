@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from aispend.exporter import usage as usage_reports
 from aispend.exporter.budgets import BudgetsError, BudgetsFile, BudgetTracker, load_budgets
-from aispend.exporter.config import ExporterConfig, parse_address
+from aispend.exporter.config import ConfigError, ExporterConfig, parse_address
 from aispend.exporter.decode_pool import DecodePool
 from aispend.exporter.grpc_receiver import serve_grpc
 from aispend.exporter.http_server import Api, serve_api, serve_otlp_http
@@ -58,9 +58,9 @@ class Exporter:
     def __post_init__(self) -> None:
         self.ledger: Ledger = open_ledger(self.config.ledger, writer=True)
         self.engine = PriceEngine()
-        self.reload_prices()
+        self.reload_prices(at_start=True)
         self.budgets: BudgetTracker | None = None
-        budgets_file = self._read_budgets()
+        budgets_file = self._read_budgets(at_start=True)
         if budgets_file is not None or self.config.budgets:
             self.budgets = BudgetTracker(
                 budgets_file or BudgetsFile(timezone=self.config.timezone),
@@ -81,24 +81,30 @@ class Exporter:
         self.config_errors[name] = self.config_errors.get(name, 0) + 1
         logger.error("%s; keeping the previous %s", exc, name)
 
-    def reload_prices(self) -> None:
+    # A broken file at start stops the start (running without it would silently drop its prices or
+    # turn budget enforcement off while /healthz says ok); on SIGHUP the previous one stays.
+    def reload_prices(self, at_start: bool = False) -> None:
         if not self.config.prices:
             return
         try:
             self.engine = self.engine.with_overrides(load_book(self.config.prices))
         except PriceBookError as exc:
+            if at_start:
+                raise ConfigError(f"prices: {exc}") from None
             self._error("prices", exc)
         if hasattr(self, "pipeline"):
             self.pipeline.engine = self.engine
         if getattr(self, "decoders", None) is not None:
             self.decoders.reload()
 
-    def _read_budgets(self) -> BudgetsFile | None:
+    def _read_budgets(self, at_start: bool = False) -> BudgetsFile | None:
         if not self.config.budgets:
             return None
         try:
             return load_budgets(self.config.budgets)
         except BudgetsError as exc:
+            if at_start:
+                raise ConfigError(f"budgets: {exc}") from None
             self._error("budgets", exc)
             return None
 
@@ -146,6 +152,7 @@ class Exporter:
             calls=(lambda p: usage_reports.calls_report(ledger, p, tz=tz)) if ledger else None,
             admin_token=self.config.admin_token,
             read_tokens=read_tokens(self.config),
+            problem=ledger.problem if ledger else None,
         )
 
     def _change_budget(self, name: str, amount: Decimal | None, reset: bool) -> dict[str, Any]:
