@@ -44,7 +44,11 @@ def asset(name: str) -> tuple[bytes, str] | None:
         path = plotly_path()
         if path is None:
             return b"window.AISPEND_NO_PLOTLY = true;\n", "text/javascript"
-        return _cached(name, path.read_bytes), "text/javascript"
+        with _lock:
+            found = _cache.get(name)
+        if found is None:
+            found = _cached(name, path.read_bytes())
+        return found, "text/javascript"
     content_type = _OWN.get(name)
     if content_type is None:
         return None
