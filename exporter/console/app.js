@@ -9,6 +9,7 @@ const LABELS = ["service", "provider", "model", "operation", "feature", "custome
 const PAGES = { overview, calls, models, features, customers, keys, budgets };
 let view = null; // what the current page shows, for its exports: {page, range, cards, tables}
 let timezone = "";
+let renders = 0; // counts finished renders (tests wait on it)
 
 // -- small helpers --------------------------------------------------------------------------------
 function h(tag, attrs, ...kids) {
@@ -19,7 +20,7 @@ function h(tag, attrs, ...kids) {
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const kid of kids.flat()) {
+  for (const kid of kids.flat(Infinity)) {
     if (kid === undefined || kid === null || kid === false) continue;
     el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   }
@@ -46,7 +47,8 @@ const int = (n) => Number(n || 0).toLocaleString("en-US");
 const plainNumber = (text) => String(text).replaceAll(",", "").replace("$", "");
 const none = (v) => (v === "" || v === null || v === undefined ? "(none)" : v);
 const shortTime = (iso) => (iso ? iso.slice(0, 19).replace("T", " ") : "");
-const chartTime = (iso) => iso.slice(0, 16).replace("T", " ");
+// a bucket's label: the day for daily series, "MM-DD HH:00" for hourly ones
+const chartTime = (series) => series.points.map((p) => (series.bucket === "day" ? p.start.slice(0, 10) : p.start.slice(5, 16).replace("T", " ")));
 
 function route() {
   const hash = location.hash.replace(/^#\/?/, "");
@@ -169,7 +171,8 @@ function cellText(c, row) {
 
 function rowsForExport(columns, rows) {
   return rows.map((row) => Object.fromEntries(columns.map((c) => {
-    const text = c.csv ? c.csv(row) : c.num ? plainNumber(cellText(c, row)) : (row[c.key] ?? cellText(c, row));
+    const shown = cellText(c, row);
+    const text = c.csv ? c.csv(row) : c.num ? plainNumber(shown) : shown === "(none)" ? "" : shown;
     return [c.label, text];
   })));
 }
@@ -205,7 +208,8 @@ function chart(id, title, traces, layout = {}) {
       el.classList.add("nodata");
       return;
     }
-    window.Plotly.newPlot(el, traces, Object.assign({ margin: { l: 60, r: 20, t: 10, b: 50 }, font: { family: "system-ui, sans-serif", size: 12 }, legend: { orientation: "h" }, paper_bgcolor: "#fff", plot_bgcolor: "#fff" }, layout), { displayModeBar: false, responsive: true });
+    const time = traces[0].type === "bar" ? { xaxis: { type: "category", automargin: true, nticks: 12 } } : {};
+    window.Plotly.newPlot(el, traces, Object.assign(time, { margin: { l: 60, r: 20, t: 10, b: 50 }, font: { family: "system-ui, sans-serif", size: 12 }, legend: { orientation: "h" }, paper_bgcolor: "#fff", plot_bgcolor: "#fff" }, layout), { displayModeBar: false, responsive: true });
   }, 0);
   return panel;
 }
@@ -254,7 +258,7 @@ async function overview(_arg, params) {
     heading("Overview", "What AI, search and image APIs cost, " + rangeLabel(byModel.range) + "."),
     h("div", { class: "cards" }, totalCard("Today", t.today, "card-today"), totalCard("This month", t.this_month, "card-month"), totalCard("All time", t.all_time, "card-all"), totalCard("Selected range", byModel.selected, "card-selected")),
     h("div", { class: "grid" },
-      chart("chart-cost", "Cost per " + perDay.bucket + (perDay.bucket === "day" ? " (UTC days)" : ""), [{ type: "bar", x: perDay.points.map((p) => chartTime(p.start)), y: perDay.points.map((p) => Number(p.cost_usd)), name: "cost", hovertemplate: "%{x}: $%{y:.6f}<extra></extra>" }], costAxis()),
+      chart("chart-cost", "Cost per " + perDay.bucket + (perDay.bucket === "day" ? " (UTC days)" : ""), [{ type: "bar", x: chartTime(perDay), y: perDay.points.map((p) => Number(p.cost_usd)), name: "cost", hovertemplate: "%{x}: $%{y:.6f}<extra></extra>" }], costAxis()),
       chart("chart-models", "Cost by model", [{ type: "pie", labels: modelPie.map((row) => row.model || row.provider), values: modelPie.map((row) => Number(row.cost_usd)), hole: 0.4, textinfo: "percent", textposition: "inside", hovertemplate: "%{label}: $%{value:.6f}<extra></extra>" }])),
     table("by-model", "Cost by service and model", [
       { key: "service", label: "Service" }, { key: "provider", label: "Provider" },
@@ -338,7 +342,7 @@ function sortParam(params, page, arg) {
 async function models(_arg, params) {
   const r = rangeParams(params);
   const sort = params.get("sort") || "cost";
-  const data = await api("/v1/usage", { ...r, group_by: "provider,model", sort, limit: 500 });
+  const data = await api("/v1/usage", { ...r, group_by: "model,provider", sort, limit: 500 });
   view.range = data.range;
   const total = Number(data.selected.cost_usd);
   const pie = data.rows.filter((row) => Number(row.cost_usd) > 0);
@@ -362,11 +366,11 @@ async function groupPage(page, column, title, sub, params, linkTo) {
   view.range = data.range;
   const note = data.rows_total > data.rows.length ? "top " + int(data.rows.length) + " of " + int(data.rows_total) : null;
   return [
-    heading(title, sub + " " + rangeLabel(data.range) + ". Trend compares with the period of the same length just before."),
+    heading(title, sub + " " + rangeLabel(data.range) + "." + (data.range.since ? " Trend compares with the period of the same length just before." : "")),
     h("div", { class: "cards" }, totalCard("Selected range", data.selected, "card-selected"), card(title, int(data.rows_total))),
     table(page, title, [
       { key: column, label: column[0].toUpperCase() + column.slice(1), sort: "name", fmt: (row) => (row[column] ? linkTo(row[column]) : "(none)") },
-      callsCol, avg, cost, previous, trend,
+      callsCol, avg, cost, ...(data.range.since ? [previous, trend] : []),
     ], data.rows, { ...sortParam(params, page, null), note }),
   ];
 }
@@ -395,7 +399,7 @@ async function customer(name, params) {
     heading("Customer " + name, rangeLabel(data.range) + ". " ),
     h("p", {}, link("customers", null, withParams(params, { sort: null }), "← all customers"), " · ", link("calls", null, withParams(params, { customer: name }), "filter the call log")),
     h("div", { class: "cards" }, totalCard("Total cost", s, "card-selected"), card("Calls", int(s.calls)), card("Avg cost / call", money(s.avg_cost_usd)), card("Tokens", int(s.total_tokens))),
-    chart("chart-trend", "Cost trend (per UTC day)", [{ type: "bar", x: perDay.points.map((p) => chartTime(p.start)), y: perDay.points.map((p) => Number(p.cost_usd)), hovertemplate: "%{x}: $%{y:.6f}<extra></extra>" }], costAxis()),
+    chart("chart-trend", "Cost trend (per UTC day)", [{ type: "bar", x: chartTime(perDay), y: perDay.points.map((p) => Number(p.cost_usd)), hovertemplate: "%{x}: $%{y:.6f}<extra></extra>" }], costAxis()),
     table("customer-models", "Most-used models", [{ key: "provider", label: "Provider" }, { key: "model", label: "Model" }, callsCol, tokens("total_tokens", "Tokens"), cost], data.rows),
     list,
   ];
@@ -433,7 +437,7 @@ async function keyPage(name, params) {
   }
   view.range = data.range;
   const s = data.selected;
-  const x = overTime.points.map((p) => chartTime(p.start));
+  const x = chartTime(overTime);
   return [
     heading("Key " + name, rangeLabel(data.range) + "."),
     h("p", {}, link("keys", null, params, "← all keys"), " · ", link("calls", null, withParams(params, { key: name }), "its calls")),
@@ -441,7 +445,7 @@ async function keyPage(name, params) {
     h("div", { class: "grid" },
       chart("chart-tokens", "Total tokens per " + overTime.bucket, [{ type: "bar", x, y: overTime.points.map((p) => p.total_tokens), name: "tokens" }]),
       chart("chart-inout", "Input vs output tokens per " + overTime.bucket, [{ type: "bar", x, y: overTime.points.map((p) => p.input_tokens), name: "input" }, { type: "bar", x, y: overTime.points.map((p) => p.output_tokens), name: "output" }], { barmode: "group" }),
-      chart("chart-requests", "Requests per hour" + hourNote, [{ type: "bar", x: perHour.points.map((p) => chartTime(p.start)), y: perHour.points.map((p) => p.requests), name: "requests" }])),
+      chart("chart-requests", "Requests per hour" + hourNote, [{ type: "bar", x: chartTime(perHour), y: perHour.points.map((p) => p.requests), name: "requests" }])),
     table("key-models", "Per model", [{ key: "provider", label: "Provider" }, { key: "model", label: "Model" }, callsCol, tokens("input_tokens", "Input tokens"), tokens("output_tokens", "Output tokens"), tokens("requests", "Requests"), cost], data.rows),
   ];
 }
@@ -521,6 +525,7 @@ async function render() {
   }
   main.removeAttribute("aria-busy");
   main.dataset.page = page;
+  main.dataset.render = String(++renders);
 }
 
 window.addEventListener("hashchange", render);

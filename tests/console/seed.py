@@ -61,16 +61,20 @@ BATCHES = [
     # Unsplash: $0
     ("shop", [_unsplash(**{"aispend.feature": "images", "aispend.customer": "globex"})]),
 ]
+# many free calls, so the call log has more than one page
+BATCHES.append(("shop", [_unsplash(**{"aispend.feature": "gallery", "aispend.customer": "bulkco"}) for _ in range(55)]))
 OLD = ("shop", [{**llm("openai", "gpt-4", 150, 75, **_attrs("legacy", "oldco", "ci-runner")), "start": OLD_NS}])
 
 
-def send(otlp_http_port: int) -> None:
+def send(otlp_http_port: int, token: str | None = None) -> None:
     for service, spans in [*BATCHES, OLD]:
         body = otlp_request(spans, service=service).SerializeToString()
         request = urllib.request.Request(
             f"http://127.0.0.1:{otlp_http_port}/v1/traces",
             data=body,
-            headers={"Content-Type": "application/x-protobuf"},
+            headers={"Content-Type": "application/x-protobuf", **({"Authorization": f"Bearer {token}"} if token else {})},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
+
+BATCH_SPANS = [span for _, spans in BATCHES for span in spans]
