@@ -7,6 +7,7 @@ nothing a framework would add.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -63,10 +64,8 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         except Exception as exc:  # a bug must answer 500, not drop the connection
             logger.exception("%s %s failed", method, path)
-            try:
+            with contextlib.suppress(OSError):
                 self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(exc).__name__}"})
-            except OSError:
-                pass
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -82,7 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Every parameter with all its values (so a repeated one can be refused); ValueError when
         there are more than 50 or one is not UTF-8."""
         return parse_qs(
-            urlsplit(self.path).query, keep_blank_values=True, strict_parsing=False, errors="strict",
+            urlsplit(self.path).query,
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
             max_num_fields=50,
         )
 
@@ -259,7 +261,7 @@ def parse_budget_change(body: bytes) -> tuple[Decimal | None, bool]:
     amount = data.get("amount_usd")
     if amount is not None:
         if isinstance(amount, bool) or not isinstance(amount, int | float | str) or len(str(amount)) > 40:
-            raise ValueError("amount_usd: a positive number of dollars, e.g. 100 or \"12.50\"")
+            raise ValueError('amount_usd: a positive number of dollars, e.g. 100 or "12.50"')
         try:
             amount = Decimal(str(amount))
         except InvalidOperation:

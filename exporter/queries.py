@@ -104,9 +104,7 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo, name: str = "since") -> d
             try:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
-                raise QueryError(
-                    f"{name}: not a time: {text!r} (use 24h, 7d, today, month or an ISO date)"
-                ) from None
+                raise QueryError(f"{name}: not a time: {text!r} (use 24h, 7d, today, month or an ISO date)") from None
             when = parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
         if not _EARLIEST <= when < _LATEST:
             raise OverflowError
@@ -244,7 +242,11 @@ def _previous(filters: Filters, now: datetime) -> Filters | None:
 
 
 def grouped(
-    ledger: Ledger, rng: Range, group_by: Sequence[str], sort: str = "cost", limit: int = DEFAULT_GROUPS_LIMIT,
+    ledger: Ledger,
+    rng: Range,
+    group_by: Sequence[str],
+    sort: str = "cost",
+    limit: int = DEFAULT_GROUPS_LIMIT,
     compare: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
     """The groups' rows (sorted, at most ``limit``) and how many groups there are in all."""
@@ -434,11 +436,21 @@ def budgets(states: list[dict[str, Any]], now: datetime | None = None) -> list[d
         b["period_elapsed_pct"] = round(min(elapsed / length, 1.0) * 100, 2)
         exhausted = bool(b["exhausted"])
         b["enforcement"] = (
-            ("blocking calls" if b["enforce"] == "true" else "warning (calls go through)" if b["enforce"] == "warn"
-             else "alert only")
+            (
+                "blocking calls"
+                if b["enforce"] == "true"
+                else "warning (calls go through)"
+                if b["enforce"] == "warn"
+                else "alert only"
+            )
             if exhausted
-            else ("armed: blocks at 100%" if b["enforce"] == "true" else "armed: warns at 100%"
-                  if b["enforce"] == "warn" else "alert only")
+            else (
+                "armed: blocks at 100%"
+                if b["enforce"] == "true"
+                else "armed: warns at 100%"
+                if b["enforce"] == "warn"
+                else "alert only"
+            )
         )
         out.append(b)
     return out

@@ -47,7 +47,9 @@ def browser() -> Iterator[object]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("the console tests need Playwright for Python: pip install -e '.[dev]' (never `playwright install`)")
+        pytest.fail(
+            "the console tests need Playwright for Python: pip install -e '.[dev]' (never `playwright install`)"
+        )
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

@@ -42,7 +42,9 @@ BATCHES = [
         "shop",
         [
             # Claude 3.5 Haiku $0.80 / $4.00 per 1M: 1,000,000 in + 100,000 out = $0.80 + $0.40
-            llm("anthropic", "claude-3-5-haiku-20241022", 1_000_000, 100_000, **_attrs("chat", "globex", "prod-backend")),
+            llm(
+                "anthropic", "claude-3-5-haiku-20241022", 1_000_000, 100_000, **_attrs("chat", "globex", "prod-backend")
+            ),
             # Claude 3.5 Sonnet $3 / $15 per 1M: 10,000 in + 2,000 out = $0.03 + $0.03
             llm("anthropic", "claude-3-5-sonnet-20241022", 10_000, 2_000, **_attrs("summary", "acme", "prod-backend")),
             # GPT-4: 150 + 75 tokens = $0.009
@@ -72,9 +74,13 @@ def send(otlp_http_port: int, token: str | None = None) -> None:
         request = urllib.request.Request(
             f"http://127.0.0.1:{otlp_http_port}/v1/traces",
             data=body,
-            headers={"Content-Type": "application/x-protobuf", **({"Authorization": f"Bearer {token}"} if token else {})},
+            headers={
+                "Content-Type": "application/x-protobuf",
+                **({"Authorization": f"Bearer {token}"} if token else {}),
+            },
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
+
 
 BATCH_SPANS = [span for _, spans in BATCHES for span in spans]

@@ -81,7 +81,7 @@ def screenshot(page, name: str) -> None:
 def exported(page, table: str, kind: str) -> str:
     with page.expect_download() as info:
         page.click(f"#table-{table} .export-{kind}")
-    return open(info.value.path(), encoding="utf-8").read()
+    return info.value.path().read_text(encoding="utf-8")
 
 
 def normalise(cell: str) -> str:
@@ -117,7 +117,7 @@ def test_overview_totals_equal_the_ledger(page, seeded):
     assert_csv_equals_table(page, "by-model")
     with page.expect_download() as info:
         page.click("#export-page")
-    data = json.load(open(info.value.path()))
+    data = json.loads(info.value.path().read_text())
     assert data["cards"]["All time"]["cost_usd"] == "1.290000"
     assert len(data["tables"]["by-model"]) == len(rows(page, "by-model"))
     screenshot(page, "overview")
@@ -248,7 +248,9 @@ def test_budgets_page(page, seeded):
     assert set(table) == {"all-monthly", "acme-daily"}
     acme = table["acme-daily"]
     assert dollars(acme[3]) == ledger_cost(
-        seeded, "WHERE customer = ? AND ts_ns >= ?", ("acme", int(datetime.now(UTC).timestamp()) // 86400 * 86400 * 10**9)
+        seeded,
+        "WHERE customer = ? AND ts_ns >= ?",
+        ("acme", int(datetime.now(UTC).timestamp()) // 86400 * 86400 * 10**9),
     )
     assert acme[6] == "50% 75% 90% 100%" and acme[7] == "warning (calls go through)"
     assert table["all-monthly"][7] == "armed: blocks at 100%"
