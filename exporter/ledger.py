@@ -90,8 +90,14 @@ class Dialect:
             # table at start), so no unique index on (trace_id, span_id): it would double the cost
             # of every insert.
             "CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts_ns)",
+            # the console's per-customer and per-key pages (queries.py): their calls and hours
+            "CREATE INDEX IF NOT EXISTS calls_customer_ts ON calls (customer, ts_ns)",
+            "CREATE INDEX IF NOT EXISTS calls_key_ts ON calls (key, ts_ns)",
             f"CREATE TABLE IF NOT EXISTS daily ({', '.join(f'{c} TEXT NOT NULL' for c in DAILY_KEY)}, {daily_sums}, "
             f"PRIMARY KEY ({', '.join(DAILY_KEY)}))",
+            # the console's per-customer and per-key totals over long ranges (queries.py)
+            "CREATE INDEX IF NOT EXISTS daily_customer ON daily (customer, day)",
+            "CREATE INDEX IF NOT EXISTS daily_key ON daily (key, day)",
             f"CREATE TABLE IF NOT EXISTS durations ({duration_key}, calls {self.integer} NOT NULL, "
             f"PRIMARY KEY ({', '.join(DURATION_KEY)}))",
             "CREATE TABLE IF NOT EXISTS budget_overrides (budget TEXT PRIMARY KEY, amount_usd TEXT, reset_at_ns "

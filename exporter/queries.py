@@ -11,6 +11,10 @@ is split into whole UTC days (read from ``daily``) and the partial days at its e
 from __future__ import annotations
 
 import re
+import threading
+import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -41,7 +45,7 @@ _SUMS = ("calls", *TOKEN_COLUMNS, "requests", "cost_nusd", "unpriced")
 SIX_PLACES = Decimal("0.000001")
 
 FILTER_PARAMS = frozenset({"since", "until", *FILTER_COLUMNS})
-USAGE_PARAMS = FILTER_PARAMS | {"group_by", "limit", "sort", "compare"}
+USAGE_PARAMS = FILTER_PARAMS | {"group_by", "limit", "sort", "compare", "totals"}
 CALLS_PARAMS = FILTER_PARAMS | {"limit", "before"}
 SERIES_PARAMS = FILTER_PARAMS | {"bucket"}
 LABELS_PARAMS = frozenset({"limit"})
@@ -187,18 +191,98 @@ def _pieces(filters: Filters) -> list[tuple[Filters, bool]]:
     return pieces
 
 
-def sums(ledger: Ledger, filters: Filters, group_by: Sequence[str]) -> dict[tuple[Any, ...], dict[str, int]]:
+class ClosedDays:
+    """Sums of whole UTC days that are over (before yesterday), kept per query shape, so a page
+    over a long range reads the ledger's daily totals once and then only its live days.
+
+    A closed day's totals change only when a call with an old timestamp arrives (a late retry, a
+    backfill): every calls row the ledger writes gets a larger ``id``, so each use first looks at
+    the calls written since the last look (``id > seen``, a primary-key range) and forgets the
+    cached ranges that reach the oldest day among them."""
+
+    MAX_ENTRIES = 256
+    MAX_GROUPS = 50_000  # results with more groups than this are not kept
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[Any, ...], dict[tuple[Any, ...], tuple[int, ...]]] = OrderedDict()
+        self._seen: int | None = None
+        self._lock = threading.Lock()
+
+    def _invalidate(self, ledger: Ledger) -> None:
+        if self._seen is None:
+            self._seen = int(ledger._read("SELECT COALESCE(MAX(id), 0) FROM calls")[0][0])
+            return
+        oldest, newest = ledger._read("SELECT MIN(day), MAX(id) FROM calls WHERE id > ?", (self._seen,))[0]
+        if newest is None:
+            return
+        self._seen = int(newest)
+        for key in [k for k in self._entries if k[1] > oldest]:  # k[1]: the range's end day
+            del self._entries[key]
+
+    def sums(
+        self, ledger: Ledger, filters: Filters, group_by: Sequence[str], until_ns: int
+    ) -> dict[tuple[Any, ...], tuple[int, ...]]:
+        """The daily totals' sums over whole days from ``filters.since_ns`` to ``until_ns``."""
+        from aispend.exporter.ledger import utc_day
+
+        since = utc_day(filters.since_ns) if filters.since_ns is not None else ""
+        key = (since, utc_day(until_ns), tuple(group_by), tuple(sorted((filters.equals or {}).items())))
+        with self._lock:
+            self._invalidate(ledger)
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        piece = replace(filters, until_ns=until_ns)
+        found = {
+            tuple(row[c] for c in group_by): tuple(int(row[c] or 0) for c in _SUMS)
+            for row in ledger.summary(piece, group_by, from_daily=True)
+        }
+        if len(found) <= self.MAX_GROUPS:
+            with self._lock:
+                self._entries[key] = found
+                while len(self._entries) > self.MAX_ENTRIES:
+                    self._entries.popitem(last=False)
+        return found
+
+
+_closed: weakref.WeakKeyDictionary[Ledger, ClosedDays] = weakref.WeakKeyDictionary()
+_closed_lock = threading.Lock()
+
+
+def closed_days(ledger: Ledger) -> ClosedDays:
+    with _closed_lock:
+        found = _closed.get(ledger)
+        if found is None:
+            found = _closed[ledger] = ClosedDays()
+        return found
+
+
+def _add(out: dict[tuple[Any, ...], dict[str, int]], key: tuple[Any, ...], values: Iterable[int]) -> None:
+    slot = out.get(key)
+    if slot is None:
+        out[key] = dict(zip(_SUMS, values, strict=True))
+    else:
+        for c, v in zip(_SUMS, values, strict=True):
+            slot[c] += v
+
+
+def sums(
+    ledger: Ledger, filters: Filters, group_by: Sequence[str], now_ns: int | None = None
+) -> dict[tuple[Any, ...], dict[str, int]]:
     """{group values: summed columns} for the range, exact in nano-dollars."""
     out: dict[tuple[Any, ...], dict[str, int]] = {}
+    closed_end = _floor_day(now_ns if now_ns is not None else time.time_ns()) - _DAY_NS  # yesterday 00:00 UTC
     for piece, from_daily in _pieces(filters):
+        if from_daily and (piece.since_ns is None or piece.since_ns < closed_end):
+            end = closed_end if piece.until_ns is None else min(piece.until_ns, closed_end)
+            for key, values in closed_days(ledger).sums(ledger, piece, group_by, end).items():
+                _add(out, key, values)
+            if piece.until_ns is not None and piece.until_ns <= closed_end:
+                continue
+            piece = replace(piece, since_ns=closed_end)
         for row in ledger.summary(piece, group_by, from_daily=from_daily):
-            key = tuple(row[c] for c in group_by)
-            slot = out.get(key)
-            if slot is None:
-                out[key] = {c: int(row[c] or 0) for c in _SUMS}
-            else:
-                for c in _SUMS:
-                    slot[c] += int(row[c] or 0)
+            _add(out, tuple(row[c] for c in group_by), (int(row[c] or 0) for c in _SUMS))
     return out
 
 
@@ -248,9 +332,14 @@ def grouped(
     sort: str = "cost",
     limit: int = DEFAULT_GROUPS_LIMIT,
     compare: bool = False,
-) -> tuple[list[dict[str, Any]], int]:
-    """The groups' rows (sorted, at most ``limit``) and how many groups there are in all."""
+) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+    """The groups' rows (sorted, at most ``limit``), how many groups there are in all, and the
+    total over every group (the selection's total, without a second pass over the ledger)."""
     found = sums(ledger, rng.filters, group_by)
+    everything = dict.fromkeys(_SUMS, 0)
+    for s in found.values():
+        for c in _SUMS:
+            everything[c] += s[c]
     items = sorted(found.items(), key=_sort_key(sort, group_by))
     rows = [_row(group_by, key, s) for key, s in items[:limit]]
     if compare:
@@ -260,7 +349,7 @@ def grouped(
             prev = before.get(key)
             row["previous_cost_usd"] = usd(prev["cost_nusd"]) if prev else "0"
             row["previous_calls"] = prev["calls"] if prev else 0
-    return rows, len(items)
+    return rows, len(items), _row((), (), everything)
 
 
 # -- reports ---------------------------------------------------------------------------------------
@@ -286,19 +375,24 @@ def usage(ledger: Ledger, raw: Mapping[str, Any], tz: str = "UTC", now: datetime
     sort = params.get("sort") or "cost"
     if sort not in SORTS:
         raise QueryError(f"sort: one of {', '.join(SORTS)}, got {sort!r}")
-    compare = params.get("compare") or "0"
-    if compare not in ("0", "1", "false", "true"):
-        raise QueryError(f"compare: 1 or 0, got {compare!r}")
-    rows, count = grouped(ledger, rng, group_by, sort, limit, compare in ("1", "true")) if group_by else ([], 0)
-    return {
-        "group_by": group_by,
-        "rows": rows,
-        "rows_total": count,
-        "selected": total(ledger, rng.filters),
-        "totals": period_totals(ledger, params, now, zone_),
-        "range": _range_json(rng),
-        "timezone": tz,
-    }
+    compare, with_totals = _flag(params, "compare", False), _flag(params, "totals", True)
+    if group_by:
+        rows, count, selected = grouped(ledger, rng, group_by, sort, limit, compare)
+    else:
+        rows, count, selected = [], 0, total(ledger, rng.filters)
+    out = {"group_by": group_by, "rows": rows, "rows_total": count, "selected": selected}
+    if with_totals:  # today, this month, all time: the console's overview and the CLI show them
+        out["totals"] = period_totals(ledger, params, now, zone_)
+    return {**out, "range": _range_json(rng), "timezone": tz}
+
+
+def _flag(params: Mapping[str, str], name: str, default: bool) -> bool:
+    text = params.get(name)
+    if text is None or text == "":
+        return default
+    if text not in ("0", "1", "false", "true"):
+        raise QueryError(f"{name}: 1 or 0, got {text!r}")
+    return text in ("1", "true")
 
 
 def _range_json(rng: Range) -> dict[str, Any]:
@@ -400,16 +494,27 @@ def _hourly(ledger: Ledger, filters: Filters) -> dict[int, dict[str, int]]:
     return out
 
 
+_labels_cache: dict[int, tuple[float, int, dict[str, list[str]]]] = {}
+LABELS_TTL_S = 30.0
+
+
 def labels(ledger: Ledger, raw: Mapping[str, Any]) -> dict[str, list[str]]:
-    """GET /v1/labels: the values each filter can take (most spent first), from the daily totals."""
+    """GET /v1/labels: the values each filter can take, in name order, from the daily totals (all
+    time). For the console's drop-downs, so kept for LABELS_TTL_S seconds: a new value shows up
+    within half a minute."""
     params = check_params(raw, LABELS_PARAMS)
     limit = parse_limit(params, 500)
-    out = {}
-    for column in FILTER_COLUMNS:
-        rows = ledger._read(
-            f"SELECT {column} FROM daily GROUP BY {column} ORDER BY SUM(cost_nusd) DESC, {column} LIMIT ?", (limit,)
-        )
+    cached = _labels_cache.get(id(ledger))
+    if cached is not None and cached[0] > time.monotonic() and cached[1] == limit:
+        return cached[2]
+    few = [c for c in FILTER_COLUMNS if c not in ("customer", "key")]
+    combos = ledger._read(f"SELECT {', '.join(few)} FROM daily GROUP BY {', '.join(few)}")
+    out = {c: sorted({row[i] for row in combos})[:limit] for i, c in enumerate(few)}
+    for column in ("customer", "key"):  # many values: the daily_customer / daily_key indexes, in order
+        rows = ledger._read(f"SELECT DISTINCT {column} FROM daily ORDER BY {column} LIMIT ?", (limit,))
         out[column] = [r[0] for r in rows]
+    out = {c: out[c] for c in FILTER_COLUMNS}
+    _labels_cache[id(ledger)] = (time.monotonic() + LABELS_TTL_S, limit, out)
     return out
 
 

@@ -247,7 +247,7 @@ async function overview(_arg, params) {
   const r = rangeParams(params);
   const [byModel, byFeature, perDay, recent] = await Promise.all([
     api("/v1/usage", { ...r, group_by: "service,provider,model", limit: 50 }),
-    api("/v1/usage", { ...r, group_by: "feature", limit: 50 }),
+    api("/v1/usage", { ...r, group_by: "feature", limit: 50, totals: 0 }),
     api("/v1/series", r),
     api("/v1/calls", { ...r, limit: 20 }),
   ]);
@@ -308,7 +308,7 @@ async function calls(_arg, params) {
   const filters = Object.fromEntries(LABELS.filter((l) => params.get(l)).map((l) => [l, params.get(l)]));
   const [values, selected, rows] = await Promise.all([
     api("/v1/labels", { limit: 200 }),
-    api("/v1/usage", { ...r, ...filters }),
+    api("/v1/usage", { ...r, ...filters, totals: 0 }),
     api("/v1/calls", { ...r, ...filters, limit: 50 }),
   ]);
   view.range = selected.range;
@@ -342,7 +342,7 @@ function sortParam(params, page, arg) {
 async function models(_arg, params) {
   const r = rangeParams(params);
   const sort = params.get("sort") || "cost";
-  const data = await api("/v1/usage", { ...r, group_by: "model,provider", sort, limit: 500 });
+  const data = await api("/v1/usage", { ...r, group_by: "model,provider", sort, limit: 500, totals: 0 });
   view.range = data.range;
   const total = Number(data.selected.cost_usd);
   const pie = data.rows.filter((row) => Number(row.cost_usd) > 0);
@@ -362,7 +362,7 @@ async function models(_arg, params) {
 async function groupPage(page, column, title, sub, params, linkTo) {
   const r = rangeParams(params);
   const sort = params.get("sort") || "cost";
-  const data = await api("/v1/usage", { ...r, group_by: column, sort, limit: 1000, compare: 1 });
+  const data = await api("/v1/usage", { ...r, group_by: column, sort, limit: 1000, compare: 1, totals: 0 });
   view.range = data.range;
   const note = data.rows_total > data.rows.length ? "top " + int(data.rows.length) + " of " + int(data.rows_total) : null;
   return [
@@ -387,7 +387,7 @@ function customers(arg, params) {
 async function customer(name, params) {
   const r = { ...rangeParams(params), customer: name };
   const [data, perDay, rows] = await Promise.all([
-    api("/v1/usage", { ...r, group_by: "provider,model", sort: "calls", limit: 100 }),
+    api("/v1/usage", { ...r, group_by: "provider,model", sort: "calls", limit: 100, totals: 0 }),
     api("/v1/series", { ...r, bucket: "day" }),
     api("/v1/calls", { ...r, limit: 50 }),
   ]);
@@ -409,7 +409,7 @@ async function keys(arg, params) {
   if (arg !== null) return keyPage(arg, params);
   const r = rangeParams(params);
   const sort = params.get("sort") || "cost";
-  const data = await api("/v1/usage", { ...r, group_by: "key", sort, limit: 1000 });
+  const data = await api("/v1/usage", { ...r, group_by: "key", sort, limit: 1000, totals: 0 });
   view.range = data.range;
   return [
     heading("API keys", "Usage per API key (fingerprints or aliases, never the key itself), " + rangeLabel(data.range) + "."),
@@ -425,7 +425,7 @@ async function keyPage(name, params) {
   const r = { ...rangeParams(params), key: name };
   const hourly = { ...r };
   const [data, overTime] = await Promise.all([
-    api("/v1/usage", { ...r, group_by: "provider,model", limit: 100 }),
+    api("/v1/usage", { ...r, group_by: "provider,model", limit: 100, totals: 0 }),
     api("/v1/series", r),
   ]);
   let perHour, hourNote = "";
@@ -533,7 +533,7 @@ window.addEventListener("DOMContentLoaded", async () => {
   document.getElementById("signout").hidden = !sessionStorage.getItem(TOKEN_KEY);
   document.getElementById("signout").onclick = () => { sessionStorage.removeItem(TOKEN_KEY); location.reload(); };
   try {
-    const usage = await api("/v1/usage", { since: "today" });
+    const usage = await api("/v1/usage", { since: "today", totals: 0 });
     timezone = usage.timezone;
     document.getElementById("tznote").textContent = "times in " + timezone + " (daily charts in UTC days)";
   } catch (error) { /* the page shows the error */ }

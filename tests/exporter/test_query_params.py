@@ -253,3 +253,20 @@ def test_range_sums_equal_a_scan_of_the_calls(ledger_url):
                     )
     finally:
         ledger.close()
+
+
+def test_cached_closed_days_see_a_late_call(ledger_url):
+    """A call for a closed day that arrives after that day's sums were cached is counted."""
+    ledger = open_ledger(ledger_url)
+    pipeline = Pipeline(ExporterConfig(), PriceEngine(), ledger, UsageMetrics())
+    old = int((datetime.now(UTC) - timedelta(days=10)).timestamp() * 1e9)
+    try:
+        pipeline.export(otlp_request([{**llm("openai", "gpt-4", 150, 75), "start": old}]))
+        params = {"since": "30d", "group_by": "model", "totals": "0"}
+        assert queries.usage(ledger, params)["selected"]["cost_usd"] == "0.009"
+        assert queries.usage(ledger, params)["selected"]["cost_usd"] == "0.009"  # now from the cache
+        pipeline.export(otlp_request([{**llm("openai", "gpt-4", 300, 150), "start": old + 1}]))
+        assert queries.usage(ledger, params)["selected"]["cost_usd"] == "0.027"
+        assert queries.usage(ledger, {"group_by": "model"})["totals"]["all_time"]["cost_usd"] == "0.027"
+    finally:
+        ledger.close()
