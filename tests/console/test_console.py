@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ from tests.console.conftest import OUTPUT
 from tests.exporter.server import running
 
 SIX = Decimal("0.000001")
+DOCS_SCREENSHOT = OUTPUT.parents[2] / "docs" / "console-overview.png"
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -121,6 +123,10 @@ def test_overview_totals_equal_the_ledger(page, seeded):
     assert data["cards"]["All time"]["cost_usd"] == "1.290000"
     assert len(data["tables"]["by-model"]) == len(rows(page, "by-model"))
     screenshot(page, "overview")
+    if os.environ.get("AISPEND_UPDATE_DOCS_SCREENSHOT"):  # the README's picture, made by this test
+        image = Image.open(OUTPUT / "overview.png").convert("RGB")
+        image.thumbnail((1000, 1400))
+        image.quantize(colors=48).save(DOCS_SCREENSHOT, optimize=True)
 
 
 def test_calls_filters_expand_and_load_more(page, seeded):
