@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -113,9 +114,14 @@ def fill(ledger: Ledger, n: int, days: int) -> None:
 
 
 def pages(top_customer: str, top_key: str) -> dict[str, list[tuple[str, dict[str, str]]]]:
-    r = {"since": "30d"}
+    # the console's "Last 30 days": today and the 29 days before, whole days
+    r = {"since": (datetime.now(UTC).date() - timedelta(days=29)).isoformat()}
     month = {"since": "month"}
     return {
+        "overview (rolling 30d, to the ns)": [
+            ("/v1/usage", {"since": "30d", "group_by": "service,provider,model", "limit": "50"}),
+            ("/v1/usage", {"since": "30d", "group_by": "feature", "limit": "50", "totals": "0"}),
+        ],
         "overview (this month)": [
             ("/v1/usage", {**month, "group_by": "service,provider,model", "limit": "50"}),
             ("/v1/usage", {**month, "group_by": "feature", "limit": "50", "totals": "0"}),
@@ -133,7 +139,7 @@ def pages(top_customer: str, top_key: str) -> dict[str, list[tuple[str, dict[str
             ("/v1/usage", {**r, "totals": "0"}),
             ("/v1/calls", {**r, "limit": "50"}),
         ],
-        "calls model+status filter": [
+        "calls filtered: model + status": [
             ("/v1/usage", {**r, "model": "gpt-4o", "status": "rate_limited", "totals": "0"}),
             ("/v1/calls", {**r, "model": "gpt-4o", "status": "rate_limited", "limit": "50"}),
         ],

@@ -93,6 +93,8 @@ class Dialect:
             # the console's per-customer and per-key pages (queries.py): their calls and hours
             "CREATE INDEX IF NOT EXISTS calls_customer_ts ON calls (customer, ts_ns)",
             "CREATE INDEX IF NOT EXISTS calls_key_ts ON calls (key, ts_ns)",
+            # failed calls are few: a partial index finds them without scanning the successes
+            "CREATE INDEX IF NOT EXISTS calls_failed_ts ON calls (ts_ns) WHERE status <> 'ok'",
             f"CREATE TABLE IF NOT EXISTS daily ({', '.join(f'{c} TEXT NOT NULL' for c in DAILY_KEY)}, {daily_sums}, "
             f"PRIMARY KEY ({', '.join(DAILY_KEY)}))",
             # the console's per-customer and per-key totals over long ranges (queries.py)

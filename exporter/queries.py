@@ -413,6 +413,8 @@ def calls(ledger: Ledger, raw: Mapping[str, Any], tz: str = "UTC", now: datetime
     rng = build_range(params, now or datetime.now(UTC), zone_)
     limit = parse_limit(params, DEFAULT_CALLS_LIMIT)
     where, values = rng.filters.where()
+    if (rng.filters.equals or {}).get("status", "ok") != "ok":
+        where += " AND status <> 'ok'"  # the very term of the calls_failed_ts index, so it is used
     before = params.get("before")
     if before:
         match = _CURSOR.match(before)

@@ -72,10 +72,21 @@ function withParams(params, changes) {
 }
 
 // the hash's range as API parameters; no `since` means this calendar month, since=all all time
+// "Last 7 days" is today and the 6 calendar days before it (in the server's timezone): whole days,
+// which the ledger's daily totals answer without reading single calls
+function daysBack(n) {
+  const today = new Intl.DateTimeFormat("en-CA", { timeZone: timezone || "UTC" }).format(new Date());
+  const d = new Date(today + "T00:00:00Z");
+  d.setUTCDate(d.getUTCDate() - (n - 1));
+  return d.toISOString().slice(0, 10);
+}
+
 function rangeParams(params) {
   const since = params.get("since") || "month";
   const out = {};
-  if (since !== "all") out.since = since;
+  const days = /^(\d+)d$/.exec(since);
+  if (days) out.since = daysBack(Number(days[1]));
+  else if (since !== "all") out.since = since;
   if (params.get("until")) out.until = params.get("until");
   return out;
 }
