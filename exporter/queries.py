@@ -510,8 +510,8 @@ def labels(ledger: Ledger, raw: Mapping[str, Any]) -> dict[str, list[str]]:
     if cached is not None and cached[0] > time.monotonic() and cached[1] == limit:
         return cached[2]
     few = [c for c in FILTER_COLUMNS if c not in ("customer", "key")]
-    combos = ledger._read(f"SELECT {', '.join(few)} FROM daily GROUP BY {', '.join(few)}")
-    out = {c: sorted({row[i] for row in combos})[:limit] for i, c in enumerate(few)}
+    combos = sums(ledger, Filters(), few)  # closed days from the ClosedDays cache, the rest live
+    out = {c: sorted({key[i] for key in combos})[:limit] for i, c in enumerate(few)}
     for column in ("customer", "key"):  # many values: the daily_customer / daily_key indexes, in order
         rows = ledger._read(f"SELECT DISTINCT {column} FROM daily ORDER BY {column} LIMIT ?", (limit,))
         out[column] = [r[0] for r in rows]
