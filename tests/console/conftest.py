@@ -37,7 +37,7 @@ budgets:
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not longer: Playwright's sync API keeps an event loop running
 def browser() -> Iterator[object]:
     if not (os.path.isfile(CHROMIUM) or shutil.which(CHROMIUM)):
         pytest.fail(
