@@ -27,12 +27,13 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
 	fi
 
-# The PostgreSQL server, which the ledger tests start on their own (the package's cluster is unused).
+# The PostgreSQL server, which the ledger tests start on their own (the package's cluster is unused),
+# and Debian's chromium, which the console's browser tests drive (Playwright never downloads one).
 test-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql chromium >/dev/null; \
 	fi
 
 # The collector distribution (collector/builder-config.yaml), built with the OpenTelemetry Collector
@@ -57,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pricing.py
 	$(BIN)/python benchmarks/instrumentation_overhead.py
 	$(BIN)/python benchmarks/exporter_throughput.py
+	$(BIN)/python benchmarks/console.py
 
 clean:
 	rm -rf $(VENV) bin build dist *.egg-info .pytest_cache .ruff_cache

@@ -211,7 +211,10 @@ def _cmd_usage(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError, LedgerError) as exc:
         print(f"aispend usage: {exc}", file=sys.stderr)
         return 2
-    params = {k: v for k, v in vars(args).items() if isinstance(v, str) and k not in ("ledger", "config", "format")}
+    from aispend.exporter.queries import CALLS_PARAMS, USAGE_PARAMS
+
+    allowed = CALLS_PARAMS if args.calls else USAGE_PARAMS
+    params = {k: v for k, v in vars(args).items() if isinstance(v, str) and k in allowed}
     params["limit"] = str(args.limit)
     try:
         if args.calls:

@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start_exporter()
         lines = [
+            f"aispend console   http://127.0.0.1:{stack.config.metrics}/  (spend, calls, customers, keys, budgets)",
             "aispend exporter  OTLP gRPC 127.0.0.1:4317, OTLP/HTTP http://127.0.0.1:4318/v1/traces",
             "                  metrics   http://127.0.0.1:9464/metrics, budgets http://127.0.0.1:9464/v1/budgets",
         ]
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             lines.append("Alertmanager      not installed: apt-get install prometheus-alertmanager")
         lines += [
-            "Grafana           docker compose up (compose.yaml provisions the dashboards)",
+            "Grafana           docker compose up (compose.yaml provisions the dashboards; the console needs none)",
             f"ledger            {stack.ledger_path()}  (aispend usage reads it)",
             f"logs              {args.workdir}",
             "instrument an app: OTEL_SERVICE_NAME=my-app opentelemetry-instrument python app.py",

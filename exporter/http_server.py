@@ -9,6 +9,7 @@ forever.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -79,6 +80,10 @@ class _Handler(BaseHTTPRequestHandler):
         except TimeoutError:  # a client that stopped sending mid-body: nothing was recorded for it
             logger.debug("%s stalled; connection closed", self.address_string())
             self.close_connection = True
+        except Exception as exc:  # a bug must answer 500, not drop the connection
+            logger.exception("%s %s failed", method, path)
+            with contextlib.suppress(OSError):
+                self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(exc).__name__}"})
         declared = (self.headers.get("Content-Length") or "0").strip() != "0" or "Transfer-Encoding" in self.headers
         if declared and not self._body_read:
             self.close_connection = True  # an unread body would be taken for the next request
@@ -92,6 +97,17 @@ class _Handler(BaseHTTPRequestHandler):
     # -- helpers ------------------------------------------------------------------------------
     def query(self) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+
+    def query_lists(self) -> dict[str, list[str]]:
+        """Every parameter with all its values (so a repeated one can be refused); ValueError when
+        there are more than 50 or one is not UTF-8."""
+        return parse_qs(
+            urlsplit(self.path).query,
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
+            max_num_fields=50,
+        )
 
     def read_body(self) -> bytes:
         """The request body (Content-Length or chunked, at most MAX_BODY), decompressed. Raises
@@ -261,33 +277,102 @@ def serve_otlp_http(
 
 
 # -- /metrics and the JSON API --------------------------------------------------------------------
+MAX_ADMIN_BODY = 64 * 1024
+MAX_JSON_DEPTH = 20
+Report = Callable[[dict[str, list[str]]], Any]
+
+
 class Api:
-    """What the API routes need; built by ``serve``."""
+    """What the API routes need; built by ``serve``. A report takes the query's parameters (each
+    with all its values) and raises ValueError (answered 400) for one it cannot use."""
 
     def __init__(
         self,
         registry: CollectorRegistry,
         budgets: Callable[[], list[dict[str, Any]]] | None,
         change_budget: Callable[[str, Decimal | None, bool], dict[str, Any]] | None,
-        usage: Callable[[dict[str, str]], Any] | None,
-        calls: Callable[[dict[str, str]], Any] | None,
+        usage: Report | None,
+        calls: Report | None,
         admin_token: str | None,
         read_tokens: tuple[str, ...] = (),
         problem: Callable[[], str | None] | None = None,
+        series: Report | None = None,
+        labels: Report | None = None,
+        console: bool = True,
     ) -> None:
         self.registry = registry
         self.budgets = budgets
         self.change_budget = change_budget
         self.usage = usage
         self.calls = calls
+        self.series = series
+        self.labels = labels
         self.admin_token = admin_token
         self.read_tokens = read_tokens  # tokens.read_tokens(config): empty means reads are open
         self.problem = problem  # why the exporter cannot record (None: it can), for /healthz
+        self.console = console
+
+
+def _json_depth(text: bytes) -> int:
+    """The deepest nesting of brackets in a JSON text (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def parse_budget_change(body: bytes) -> tuple[Decimal | None, bool]:
+    """The amount and reset of POST /v1/budgets/{name}; ValueError naming what is wrong."""
+    if len(body) > MAX_ADMIN_BODY:
+        raise ValueError(f"body over {MAX_ADMIN_BODY} bytes")
+    if _json_depth(body) > MAX_JSON_DEPTH:
+        raise ValueError(f"body nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError('body must be a JSON object, e.g. {"amount_usd": 100}')
+    unknown = set(data) - {"amount_usd", "reset"}
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(map(repr, unknown)))} (fields: amount_usd, reset)")
+    amount = data.get("amount_usd")
+    if amount is not None:
+        if isinstance(amount, bool) or not isinstance(amount, int | float | str) or len(str(amount)) > 40:
+            raise ValueError('amount_usd: a positive number of dollars, e.g. 100 or "12.50"')
+        try:
+            amount = Decimal(str(amount))
+        except InvalidOperation:
+            raise ValueError(f"amount_usd: not a number: {amount!r}") from None
+        if not amount.is_finite() or amount <= 0 or amount >= Decimal(10) ** 12:
+            raise ValueError("amount_usd: must be positive and under 1,000,000,000,000")
+    reset = data.get("reset", False)
+    if not isinstance(reset, bool):
+        raise ValueError("reset: true or false")
+    if amount is None and not reset:
+        raise ValueError('give "amount_usd" and/or "reset": true')
+    return amount, reset
 
 
 def serve_api(
     api: Api, host: str, port: int, tls: ssl.SSLContext | None = None, timeout: float = CLIENT_TIMEOUT
 ) -> tuple[_Server, int]:
+    from aispend.exporter import console
+
     def metrics(h: _Handler) -> None:
         encoder, content_type = choose_encoder(h.headers.get("Accept") or "")
         h.send_bytes(HTTPStatus.OK, encoder(api.registry), content_type)
@@ -300,6 +385,13 @@ def serve_api(
             h.send_json(HTTPStatus.OK, {"status": "ok", "pid": os.getpid()})  # who answers (make run checks)
 
     def budgets(h: _Handler) -> None:
+        try:
+            from aispend.exporter.queries import NO_PARAMS, check_params
+
+            check_params(h.query_lists(), NO_PARAMS)
+        except ValueError as exc:
+            h.send_json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
         h.send_json(HTTPStatus.OK, {"budgets": api.budgets() if api.budgets else []})
 
     def change_budget(h: _Handler, name: str) -> None:
@@ -318,15 +410,8 @@ def serve_api(
             h.refuse(exc)
             return
         try:
-            data = json.loads(body or b"{}")
-            amount = data.get("amount_usd")
-            amount = Decimal(str(amount)) if amount is not None else None
-            if amount is not None and (not amount.is_finite() or amount <= 0):
-                raise ValueError("amount_usd must be positive")
-            reset = bool(data.get("reset", False))
-            if amount is None and not reset:
-                raise ValueError('give "amount_usd" and/or "reset": true')
-        except (ValueError, InvalidOperation, AttributeError, RecursionError) as exc:
+            amount, reset = parse_budget_change(body)
+        except ValueError as exc:
             h.send_json(HTTPStatus.BAD_REQUEST, {"error": f"bad request: {exc}"})
             return
         try:
@@ -334,13 +419,13 @@ def serve_api(
         except KeyError:
             h.send_json(HTTPStatus.NOT_FOUND, {"error": f"no budget named {name!r}"})
 
-    def report(fn: Callable[[dict[str, str]], Any] | None) -> Callable[[_Handler], None]:
+    def report(fn: Report | None) -> Callable[[_Handler], None]:
         def handle(h: _Handler) -> None:
             if fn is None:
                 h.send_json(HTTPStatus.NOT_FOUND, {"error": "no ledger is configured (ledger: none)"})
                 return
             try:
-                h.send_json(HTTPStatus.OK, fn(h.query()))
+                h.send_json(HTTPStatus.OK, fn(h.query_lists()))
             except LedgerError as exc:  # the database is away: try again later
                 h.send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
             except ValueError as exc:
@@ -355,14 +440,34 @@ def serve_api(
 
         return guarded
 
-    routes = {
+    def console_root(h: _Handler) -> None:
+        h.send_bytes(HTTPStatus.FOUND, b"", "text/plain", {"Location": "/console/"})
+
+    def console_file(h: _Handler, name: str = "index.html") -> None:
+        found = console.asset(name)
+        if found is None:
+            h.send_json(HTTPStatus.NOT_FOUND, {"error": f"no console file {name!r}"})
+            return
+        body, content_type = found
+        headers = dict(console.HEADERS)
+        if "gzip" in (h.headers.get("Accept-Encoding") or "") and len(body) > 1024:
+            body = console.gzipped(name, body)
+            headers["Content-Encoding"] = "gzip"
+        h.send_bytes(HTTPStatus.OK, body, content_type, headers)
+
+    routes: dict[tuple[str, str], Callable[[_Handler], None]] = {
         ("GET", "/metrics"): reader(metrics),
         ("GET", "/healthz"): healthz,  # open: says nothing about spend
         ("GET", "/v1/budgets"): reader(budgets),
         ("GET", "/v1/usage"): reader(report(api.usage)),
         ("GET", "/v1/calls"): reader(report(api.calls)),
+        ("GET", "/v1/series"): reader(report(api.series)),
+        ("GET", "/v1/labels"): reader(report(api.labels)),
     }
-    handler = type(
-        "ApiHandler", (_Handler,), {"routes": routes, "prefix_routes": [("POST", "/v1/budgets/", change_budget)]}
-    )
+    prefix_routes: list[tuple[str, str, Callable[[_Handler, str], None]]] = [("POST", "/v1/budgets/", change_budget)]
+    if api.console:  # the page itself holds no data: open, it asks for the read token when one is set
+        routes[("GET", "/")] = console_root
+        routes[("GET", "/console/")] = console_file
+        prefix_routes.append(("GET", "/console/", console_file))
+    handler = type("ApiHandler", (_Handler,), {"routes": routes, "prefix_routes": prefix_routes})
     return _start(handler, host, port, tls, timeout)

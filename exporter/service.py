@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from aispend.exporter import usage as usage_reports
+from aispend.exporter import queries
 from aispend.exporter.budgets import BudgetsError, BudgetsFile, BudgetTracker, load_budgets
 from aispend.exporter.config import ConfigError, ExporterConfig, parse_address
 from aispend.exporter.decode_pool import DecodePool
@@ -144,12 +144,15 @@ class Exporter:
 
     def _api(self) -> Api:
         ledger, tz = self.ledger, self.config.timezone
+        budgets = self.budgets
         return Api(
             registry=self.registry,
-            budgets=self.budgets.as_json if self.budgets else None,
+            budgets=(lambda: queries.budgets(budgets.as_json())) if budgets else None,
             change_budget=self._change_budget if self.budgets else None,
-            usage=(lambda p: usage_reports.usage_report(ledger, p, tz=tz)) if ledger else None,
-            calls=(lambda p: usage_reports.calls_report(ledger, p, tz=tz)) if ledger else None,
+            usage=(lambda p: queries.usage(ledger, p, tz=tz)) if ledger else None,
+            calls=(lambda p: queries.calls(ledger, p, tz=tz)) if ledger else None,
+            series=(lambda p: queries.series(ledger, p, tz=tz)) if ledger else None,
+            labels=(lambda p: queries.labels(ledger, p)) if ledger else None,
             admin_token=self.config.admin_token,
             read_tokens=read_tokens(self.config),
             problem=ledger.problem if ledger else None,

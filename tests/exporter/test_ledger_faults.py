@@ -119,7 +119,7 @@ def test_disk_full_is_reported_as_disk_full_and_answered_retryable(tmp_path, cap
         grpc_port, api = exporter.ports["otlp_grpc"], exporter.ports["metrics"]
         _export(grpc_port)
         filler = mount / "filler"
-        with filler.open("wb") as f, contextlib.suppress(OSError):
+        with contextlib.suppress(OSError), filler.open("wb") as f:  # closing flushes: inside the suppress
             while True:
                 f.write(b"\0" * 65536)
                 f.flush()
