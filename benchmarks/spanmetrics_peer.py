@@ -12,8 +12,10 @@ Used by `benchmarks/exporter_throughput.py --peer-spanmetrics`; alone:
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,9 +72,6 @@ def run(payloads: list[bytes], tmp: Path, send: Callable[[int, list[bytes]], flo
     """Spans per second the spanmetrics connector takes, ``payloads[0]`` being the warm-up that
     ``send`` (exporter_throughput.send_all: same senders, same streams) excludes from its time.
     spanmetrics aggregates inside the export call, so an export's answer means its spans are counted."""
-    import subprocess
-    import urllib.request
-
     grpc_port, health_port, metrics_port = free_port(), free_port(), free_port()
     path = tmp / "spanmetrics.yaml"
     path.write_text(yaml.safe_dump(config(grpc_port, health_port, metrics_port)))

@@ -12,11 +12,15 @@ import os
 import subprocess
 from pathlib import Path
 
+import grpc
 import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from aispend.exporter.grpc_receiver import EXPORT_METHOD
 from aispend.exporter.normalise import is_genai
+from aispend.exporter.otlp import spans
+from tests.exporter.server import value
 from tests.exporter.spans import otlp_request
 from tests.support.collector import CONFIG, SCALE_OUT, Collector, GrpcSink, binary, load
 from tests.support.polling import eventually
@@ -121,10 +125,6 @@ def test_filter_forwards_exactly_the_spans_aispend_prices(tmp_path):
     sink = GrpcSink()
     collector = Collector(tmp_path, [sink.address]).start()
     try:
-        import grpc
-
-        from aispend.exporter.grpc_receiver import EXPORT_METHOD
-
         with grpc.insecure_channel(f"127.0.0.1:{collector.ports['otlp_grpc']}") as channel:
             channel.unary_unary(EXPORT_METHOD)(request.SerializeToString(), timeout=10)
         assert eventually(lambda: len(sink.span_names()) >= len(wanted), timeout=15), sink.span_names()
@@ -139,8 +139,6 @@ def test_filter_forwards_exactly_the_spans_aispend_prices(tmp_path):
 
 def _attributes(request: ExportTraceServiceRequest, name: str) -> dict:
     """A span's attributes as aispend's reader sees them (decoded from the same protobuf)."""
-    from aispend.exporter.otlp import spans
-
     for span in spans(request):
         if span.name == name:
             return dict(span.attributes)
@@ -148,8 +146,6 @@ def _attributes(request: ExportTraceServiceRequest, name: str) -> dict:
 
 
 def _filtered(text: str) -> int:
-    from tests.exporter.server import value
-
     return int(value(text, "otelcol_processor_filter_spans_filtered"))
 
 

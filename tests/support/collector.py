@@ -16,11 +16,17 @@ import socket
 import subprocess
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from tests.support.polling import eventually
 from tests.support.stack import ROOT
@@ -165,12 +171,6 @@ class GrpcSink:
     """An OTLP/gRPC trace receiver that keeps every span it is sent (what a collector forwards)."""
 
     def __init__(self) -> None:
-        import grpc
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-            ExportTraceServiceResponse,
-        )
-
         self.requests: list[Any] = []
 
         def export(request: Any, context: Any) -> Any:
@@ -187,8 +187,6 @@ class GrpcSink:
                 )
             },
         )
-        from concurrent.futures import ThreadPoolExecutor
-
         self.server = grpc.server(ThreadPoolExecutor(max_workers=4))
         self.server.add_generic_rpc_handlers((handler,))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
