@@ -8,7 +8,9 @@ record) under its lock.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
@@ -100,13 +102,25 @@ def read_request(request: ExportTraceServiceRequest, max_tokens: int, key_aliase
     return batch
 
 
+_secret_fields = attrgetter(*SECRET_CHECKED)
+# a value keys.looks_secret could take for a secret: 16+ characters of the kinds keys are made of
+_CANDIDATE = re.compile(r"(?:^|\x1f)[A-Za-z0-9_\-+/=.]{16,}(?=\x1f|$)")
+
+
+@functools.lru_cache(maxsize=8192)  # the same models, features and customers come again and again
+def _hidden(value: str) -> str | None:
+    return fingerprint(value) if looks_secret(value) else None
+
+
 def _fingerprint_secrets(call: Call, key_aliases: Mapping[str, str], clamped: dict[str, int]) -> None:
     """Secret-looking values become fingerprints, as the instrumentation makes them (a key's alias
     applies to it), counted in ``clamped``."""
-    for name in SECRET_CHECKED:
-        value = getattr(call, name)
-        if len(value) >= 16 and looks_secret(value):
-            hidden = fingerprint(value)
+    values = _secret_fields(call)
+    if not _CANDIDATE.search("\x1f".join(values)):
+        return  # the common case: no value is long enough and made of key characters only
+    for name, value in zip(SECRET_CHECKED, values, strict=True):
+        hidden = _hidden(value) if len(value) >= 16 else None
+        if hidden is not None:
             setattr(call, name, key_aliases.get(hidden, hidden) if name == "key" else hidden)
             clamped["secret_fingerprinted"] = clamped.get("secret_fingerprinted", 0) + 1
 
