@@ -87,8 +87,8 @@ def read_request(request: ExportTraceServiceRequest, max_tokens: int, key_aliase
         try:
             found = normalise(span, max_tokens, key_aliases)
         except Exception as exc:  # a bug must cost one span, not the batch
-            logger.exception("normalising span %r failed", span.name)
-            found = Rejected("internal_error", f"{type(exc).__name__} while reading span {span.name!r}")
+            logger.exception("normalising span %r failed", span.name[:60])
+            found = Rejected("internal_error", f"{type(exc).__name__} while reading span {span.name[:60]!r}")
         if isinstance(found, Rejected):
             _reject(batch, found)
         elif found is not None:
