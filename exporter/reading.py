@@ -112,14 +112,19 @@ def _hidden(value: str) -> str | None:
     return fingerprint(value) if looks_secret(value) else None
 
 
+@functools.lru_cache(maxsize=4096)  # and so do whole label sets
+def _any_secret(joined: str) -> bool:
+    return _CANDIDATE.search(joined) is not None and any(map(_hidden, joined.split("\x1f")))
+
+
 def _fingerprint_secrets(call: Call, key_aliases: Mapping[str, str], clamped: dict[str, int]) -> None:
     """Secret-looking values become fingerprints, as the instrumentation makes them (a key's alias
     applies to it), counted in ``clamped``."""
     values = _secret_fields(call)
-    if not _CANDIDATE.search("\x1f".join(values)):
-        return  # the common case: no value is long enough and made of key characters only
+    if not _any_secret("\x1f".join(values)):
+        return  # the common case
     for name, value in zip(SECRET_CHECKED, values, strict=True):
-        hidden = _hidden(value) if len(value) >= 16 else None
+        hidden = _hidden(value)
         if hidden is not None:
             setattr(call, name, key_aliases.get(hidden, hidden) if name == "key" else hidden)
             clamped["secret_fingerprinted"] = clamped.get("secret_fingerprinted", 0) + 1
