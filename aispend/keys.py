@@ -21,7 +21,7 @@ _PREFIX_RE = re.compile(
 _MIN_LEN_FOR_SUFFIX = 16
 # How keys and tokens of common providers begin (AWS access key ids, GitHub, Slack, Hugging Face,
 # Stripe, JWTs too): a value of secret length that starts so is taken for a secret.
-_SECRET_PREFIXES = (
+SECRET_PREFIXES = (
     *("sk-", "sk_live_", "sk_test_", "rk_live_", "AIza", "xai-", "gsk_", "pplx-", "tvly-", "fw_", "r8_"),
     *("AKIA", "ASIA", "hf_", "ghp_", "gho_", "ghs_", "github_pat_", "xoxb-", "xoxp-", "glpat-", "eyJ"),
 )
@@ -46,7 +46,7 @@ def looks_secret(value: str) -> bool:
     digits: hex digests and UUIDs, which have one case, are ids, not secrets)."""
     if len(value) < _MIN_LEN_FOR_SUFFIX or not value.isascii() or not _TOKEN.fullmatch(value):
         return False  # short, already a fingerprint ("…"), or has spaces
-    if value.startswith(_SECRET_PREFIXES):
+    if value.startswith(SECRET_PREFIXES):
         return True
     return len(value) >= _MIN_RANDOM_RUN and any(map(_random_run, _SEPARATORS.split(value)))
 

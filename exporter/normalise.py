@@ -214,7 +214,7 @@ def normalise(
     except _BadCount as bad:
         return Rejected(bad.reason, str(bad))
     if not provider and not request_model and not response_model:
-        return Rejected("no_provider_or_model", f"GenAI span {span.name!r} names neither provider nor model")
+        return Rejected("no_provider_or_model", f"GenAI span {span.name[:60]!r} names neither provider nor model")
     status, error_type = _status(span, attrs)
     usage_known = input_tokens is not None or output_tokens is not None or kind not in ("llm", "embedding")
     input_tokens = input_tokens or 0

@@ -8,7 +8,9 @@ record) under its lock.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
@@ -85,8 +87,8 @@ def read_request(request: ExportTraceServiceRequest, max_tokens: int, key_aliase
         try:
             found = normalise(span, max_tokens, key_aliases)
         except Exception as exc:  # a bug must cost one span, not the batch
-            logger.exception("normalising span %r failed", span.name)
-            found = Rejected("internal_error", f"{type(exc).__name__} while reading span {span.name!r}")
+            logger.exception("normalising span %r failed", span.name[:60])
+            found = Rejected("internal_error", f"{type(exc).__name__} while reading span {span.name[:60]!r}")
         if isinstance(found, Rejected):
             _reject(batch, found)
         elif found is not None:
@@ -95,13 +97,30 @@ def read_request(request: ExportTraceServiceRequest, max_tokens: int, key_aliase
     return batch
 
 
+_secret_fields = attrgetter(*SECRET_CHECKED)
+# a value keys.looks_secret could take for a secret: 16+ characters of the kinds keys are made of
+_CANDIDATE = re.compile(r"(?:^|\x1f)[A-Za-z0-9_\-+/=.]{16,}(?=\x1f|$)")
+
+
+@functools.lru_cache(maxsize=8192)  # the same models, features and customers come again and again
+def _hidden(value: str) -> str | None:
+    return fingerprint(value) if looks_secret(value) else None
+
+
+@functools.lru_cache(maxsize=4096)  # and so do whole label sets
+def _any_secret(joined: str) -> bool:
+    return _CANDIDATE.search(joined) is not None and any(map(_hidden, joined.split("\x1f")))
+
+
 def _fingerprint_secrets(call: Call, key_aliases: Mapping[str, str], clamped: dict[str, int]) -> None:
     """Secret-looking values become fingerprints, as the instrumentation makes them (a key's alias
     applies to it), counted in ``clamped``."""
-    for name in SECRET_CHECKED:
-        value = getattr(call, name)
-        if len(value) >= 16 and looks_secret(value):
-            hidden = fingerprint(value)
+    values = _secret_fields(call)
+    if not _any_secret("\x1f".join(values)):
+        return  # the common case
+    for name, value in zip(SECRET_CHECKED, values, strict=True):
+        hidden = _hidden(value)
+        if hidden is not None:
             setattr(call, name, key_aliases.get(hidden, hidden) if name == "key" else hidden)
             clamped["secret_fingerprinted"] = clamped.get("secret_fingerprinted", 0) + 1
 
