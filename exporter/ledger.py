@@ -41,6 +41,8 @@ CALL_COLUMNS = (
     "requests",
     "images",
     "cost_nusd",
+    "book_cost_nusd",
+    "cost_source",
     "priced",
     "estimated",
     "free_units",
@@ -50,12 +52,20 @@ CALL_COLUMNS = (
     "response_id",
 )
 _TEXT_CALL_COLUMNS = frozenset(
-    {"day", *LABEL_COLUMNS, "response_model", "kind", "status", "error_type", "trace_id", "span_id"}
+    {"day", *LABEL_COLUMNS, "response_model", "kind", "status", "error_type", "trace_id", "span_id", "cost_source"}
     | {"parent_span_id", "response_id"}
 )
 # what the per-call log shows (the ledger's bookkeeping columns left out)
 _LOG_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("day", "kind", "free_units", "parent_span_id", "response_id"))
-SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "requests", "images", "cost_nusd", "unpriced", "duration_s")
+SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "requests", "images", "cost_nusd", "unpriced", "unpriced_no_usage", "duration_s")
+# Columns added since the first release: (table, column, SQL type and default, backfill or None).
+# A ledger made before them gains them at start; book_cost_nusd of older rows is their cost (they
+# were all priced from the price book), unpriced_no_usage of older daily rows 0 (not told apart).
+ADDED_COLUMNS = (
+    ("calls", "book_cost_nusd", "{integer} NOT NULL DEFAULT 0", "UPDATE calls SET book_cost_nusd = cost_nusd"),
+    ("calls", "cost_source", "TEXT NOT NULL DEFAULT ''", None),
+    ("daily", "unpriced_no_usage", "{integer} NOT NULL DEFAULT 0", None),
+)
 DAILY_KEY = ("day", *LABEL_COLUMNS, "status")
 # calls per duration bucket: bucket i < len(BUCKETS) is "at most BUCKETS[i]", the last "longer"
 DURATION_KEY = ("day", "provider", "model", "operation", "status", "bucket")
@@ -76,6 +86,7 @@ class Dialect:
     integer: str
     real: str
     begin: str
+    columns_of: str  # a query for the column names of a table (one ? parameter)
 
     def schema(self) -> list[str]:
         calls = ", ".join(
@@ -120,12 +131,20 @@ class Dialect:
         )
 
 
-SQLITE = Dialect(id_column="id INTEGER PRIMARY KEY", integer="INTEGER", real="REAL", begin="BEGIN IMMEDIATE")
+SQLITE = Dialect(
+    id_column="id INTEGER PRIMARY KEY",
+    integer="INTEGER",
+    real="REAL",
+    begin="BEGIN IMMEDIATE",
+    columns_of="SELECT name FROM pragma_table_info(?)",
+)
 POSTGRES = Dialect(
     id_column="id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     integer="BIGINT",
     real="DOUBLE PRECISION",
     begin="BEGIN",
+    columns_of="SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+    "AND table_name = ?",
 )
 
 
@@ -200,6 +219,22 @@ class Ledger:
 
     _conn: Any  # the backend's connection
 
+    def _migrate(self) -> None:
+        """Add the columns a ledger made by an older release lacks (ADDED_COLUMNS), each in one
+        transaction with its backfill."""
+        for table, column, kind, backfill in ADDED_COLUMNS:
+            if self._has_column(table, column):
+                continue
+            sql = f"ALTER TABLE {table} ADD COLUMN {column} {kind.format(integer=self.dialect.integer)}"
+            try:
+                self._transaction([(sql, [()]), *([(backfill, [()])] if backfill else [])])
+            except LedgerError:
+                if not self._has_column(table, column):  # else another replica starting added it
+                    raise
+
+    def _has_column(self, table: str, column: str) -> bool:
+        return column in {row[0] for row in self._read(self.dialect.columns_of, (table,))}
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -251,6 +286,8 @@ class Ledger:
                     c.requests,
                     c.images,
                     nano,
+                    to_nano(c.book_cost) if c.book_cost is not None else 0,
+                    c.cost_source,
                     int(c.priced),
                     int(c.estimated),
                     c.free_units,
@@ -274,7 +311,8 @@ class Ledger:
             agg[7] += c.images
             agg[8] += nano
             agg[9] += 0 if c.priced else 1
-            agg[10] += c.duration_s
+            agg[10] += 0 if c.priced or c.usage_known else 1
+            agg[11] += c.duration_s
             bucket = (day, c.provider, c.model, c.operation, c.status, _bucket(c.duration_s))
             durations[bucket] = durations.get(bucket, 0) + 1
         self._transaction(
@@ -320,10 +358,17 @@ class Ledger:
                 slot[1][bucket] += int(count or 0)
         return [(labels, seconds, buckets) for labels, (seconds, buckets) in found.items()]  # type: ignore[misc]
 
-    def unpriced_totals(self) -> list[tuple[str, str, int]]:
-        return self._read(
-            f"SELECT provider, model, {_sum('unpriced')} FROM daily GROUP BY provider, model HAVING SUM(unpriced) > 0"
-        )
+    def unpriced_totals(self) -> list[tuple[str, str, str, int]]:
+        """(provider, model, reason, calls) of unpriced calls: ``no_price`` or ``no_usage``."""
+        out = []
+        for provider, model, unpriced, no_usage in self._read(
+            f"SELECT provider, model, {_sum('unpriced')}, {_sum('unpriced_no_usage')} FROM daily "
+            "GROUP BY provider, model HAVING SUM(unpriced) > 0"
+        ):
+            for reason, count in (("no_price", unpriced - no_usage), ("no_usage", no_usage)):
+                if count:
+                    out.append((provider, model, reason, count))
+        return out
 
     def recent_calls(self, limit: int) -> list[tuple[str, str, str, str, str, int, float]]:
         """(trace id, span id, parent span id, response id, provider, start ns, duration s) of the newest calls."""
@@ -419,6 +464,7 @@ class SQLiteLedger(Ledger):
         self._conn.execute("PRAGMA synchronous=NORMAL")
         for statement in self.dialect.schema():
             self._conn.execute(statement)
+        self._migrate()
 
     def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         try:

@@ -41,7 +41,8 @@ class PostgresLedger(Ledger):
             with self._conn.transaction():
                 for statement in self.dialect.schema():
                     self._conn.execute(statement)
-        except psycopg.Error as exc:
+            self._migrate()
+        except (psycopg.Error, LedgerError) as exc:
             raise ValueError(f"cannot open the PostgreSQL ledger at {redacted(url)}: {_reason(exc, url)}") from None
 
     def _connect(self) -> Any:

@@ -57,6 +57,8 @@ def _money_row(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     if "cost_nusd" in out:
         out["cost_usd"] = str(from_nano(out.pop("cost_nusd")).normalize())
+    if "book_cost_nusd" in out:
+        out["book_cost_usd"] = str(from_nano(out.pop("book_cost_nusd")).normalize())
     return out
 
 
