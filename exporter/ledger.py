@@ -57,7 +57,16 @@ _TEXT_CALL_COLUMNS = frozenset(
 )
 # what the per-call log shows (the ledger's bookkeeping columns left out)
 _LOG_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("day", "kind", "free_units", "parent_span_id", "response_id"))
-SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "requests", "images", "cost_nusd", "unpriced", "unpriced_no_usage", "duration_s")
+SUM_COLUMNS = (
+    "calls",
+    *TOKEN_COLUMNS,
+    "requests",
+    "images",
+    "cost_nusd",
+    "unpriced",
+    "unpriced_no_usage",
+    "duration_s",
+)
 # Columns added since the first release: (table, column, SQL type and default, backfill or None).
 # A ledger made before them gains them at start; book_cost_nusd of older rows is their cost (they
 # were all priced from the price book), unpriced_no_usage of older daily rows 0 (not told apart).
