@@ -12,14 +12,22 @@ from aispend import __version__
 
 
 def _cmd_prices(args: argparse.Namespace) -> int:
-    from aispend.pricing import PriceBookError, PriceEngine, UsageRecord
+    from aispend.pricing import PriceBookError, PriceEngine, UsageRecord, pricedata
     from aispend.pricing.show import describe
 
+    data = pricedata.load()
+    if args.model is None:  # which price data is in use
+        print(
+            json.dumps({**data.labels(), "providers": data.providers, "models": data.models})
+            if args.json
+            else f"{data.describe()}\ncache: {pricedata.cache_path()}"
+        )
+        return 0
     provider, model = args.provider, args.model
     if provider is None and "/" in model:
         provider, model = model.split("/", 1)
     try:
-        engine = PriceEngine.from_files(args.overrides)
+        engine = PriceEngine.from_files(args.overrides, price_data=data)
     except PriceBookError as exc:
         print(f"aispend prices: {exc}", file=sys.stderr)
         return 2
@@ -53,17 +61,41 @@ def _cmd_prices(args: argparse.Namespace) -> int:
                     "cost_usd": str(result.cost),
                     "breakdown": {k: str(getattr(result.breakdown, k)) for k in result.breakdown.__slots__},
                     "free_units": result.free_units,
+                    "price_data": data.labels() if result.source == "genai-prices" else None,
                 }
             )
         )
     else:
         print(describe(usage, result))
+        if result.source == "genai-prices":
+            print(data.describe())
     return 0 if result.matched else 1
 
 
+def _cmd_prices_update(args: argparse.Namespace) -> int:
+    from aispend.pricing import pricedata
+
+    try:
+        data = pricedata.update(args.source)
+    except pricedata.PriceDataError as exc:
+        previous = pricedata.load()
+        print(f"aispend prices update: {exc}\nnothing changed; still in use: {previous.describe()}", file=sys.stderr)
+        return 1
+    print(f"updated {pricedata.cache_path()}\n{data.describe()}")
+    print(
+        "a running aispend serve uses it after SIGHUP (kill -HUP <pid>) or a restart; calls already recorded "
+        "keep their prices until you run aispend reprice"
+    )
+    return 0
+
+
 def _add_prices(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prices", help="look up a model's prices and what a call costs")
-    p.add_argument("model", help="model name as you send it, e.g. gpt-4o-2024-08-06 or openai/gpt-4o")
+    p = sub.add_parser(
+        "prices",
+        help="look up a model's prices and what a call costs; without a model, the price data in use",
+        epilog="aispend prices update [--from URL|FILE]: fetch, validate and cache newer genai-prices data",
+    )
+    p.add_argument("model", nargs="?", help="model name as you send it, e.g. gpt-4o-2024-08-06 or openai/gpt-4o")
     p.add_argument("--provider", help="provider name (openai, anthropic, gcp.gemini, serper, ...)")
     p.add_argument("--operation", default="chat")
     for flag in ("input", "output", "cache-read", "cache-write", "reasoning", "images", "free-used"):
@@ -267,6 +299,20 @@ def _add_budgets(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_cmd_budgets_render)
 
 
+def _prices_update_parser() -> argparse.ArgumentParser:
+    from aispend.pricing import pricedata
+
+    p = argparse.ArgumentParser(
+        prog="aispend prices update",
+        description="Fetch genai-prices' published price data, validate it and store it in the local cache "
+        f"({pricedata.cache_path()}; AISPEND_PRICE_CACHE names another file). serve, prices and reprice "
+        "then use it instead of the copy bundled with genai-prices. An invalid file changes nothing.",
+    )
+    p.add_argument("--from", dest="source", metavar="URL|FILE", help=f"default {pricedata.DEFAULT_URL}")
+    p.set_defaults(func=_cmd_prices_update)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aispend", description=__doc__)
     parser.add_argument("--version", action="version", version=f"aispend {__version__}")
@@ -279,7 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["prices", "update"]:  # a subcommand beside `aispend prices MODEL`
+        args = _prices_update_parser().parse_args(argv[2:])
+    else:
+        args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
 

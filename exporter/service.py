@@ -25,7 +25,7 @@ from aispend.exporter.http_server import Api, serve_api, serve_otlp_http
 from aispend.exporter.ledger import Ledger, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline
-from aispend.pricing import PriceBookError, PriceEngine, load_book
+from aispend.pricing import PriceBookError, PriceEngine, load_book, pricedata
 
 logger = logging.getLogger("aispend.exporter")
 
@@ -56,7 +56,7 @@ class Exporter:
 
     def __post_init__(self) -> None:
         self.ledger: Ledger | None = open_ledger(self.config.ledger)
-        self.engine = PriceEngine()
+        self.engine = PriceEngine(price_data=pricedata.bundled())
         self.reload_prices()
         self.budgets: BudgetTracker | None = None
         budgets_file = self._read_budgets()
@@ -67,6 +67,7 @@ class Exporter:
                 overrides=self.ledger.budget_overrides() if self.ledger else None,
             )
         self.metrics = UsageMetrics(budget_samples=self.budgets.samples if self.budgets else None)
+        self.metrics.price_data = lambda: self.engine.price_data.labels()  # type: ignore[union-attr]
         self.decoders: DecodePool | None = None
         if self.config.decode_workers > 0:
             self.decoders = DecodePool(self.config)
@@ -81,12 +82,18 @@ class Exporter:
         logger.error("%s; keeping the previous %s", exc, name)
 
     def reload_prices(self) -> None:
-        if not self.config.prices:
-            return
-        try:
-            self.engine = self.engine.with_overrides(load_book(self.config.prices))
-        except PriceBookError as exc:
-            self._error("prices", exc)
+        """The price data (``aispend prices update``'s cache, else bundled) and the overrides file."""
+        data, current = pricedata.load(), self.engine.price_data
+        if current is None or (data.origin, data.sha256) != (current.origin, current.sha256):
+            self.engine = self.engine.with_price_data(data)
+            logger.info("%s", data.describe())
+        if data.warning:
+            self._error("price_data", pricedata.PriceDataError(data.warning))
+        if self.config.prices:
+            try:
+                self.engine = self.engine.with_overrides(load_book(self.config.prices))
+            except PriceBookError as exc:
+                self._error("prices", exc)
         if hasattr(self, "pipeline"):
             self.pipeline.engine = self.engine
         if getattr(self, "decoders", None) is not None:
