@@ -273,6 +273,89 @@ def _add_usage(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_usage)
 
 
+def _cmd_reprice(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from aispend.exporter import reprice, usage
+    from aispend.exporter.config import ConfigError, ExporterConfig
+    from aispend.exporter.ledger import LedgerError, open_ledger
+    from aispend.pricing import PriceBookError, PriceEngine, pricedata
+
+    settings = {"ledger": args.ledger, "timezone": args.timezone, "prices": args.prices}
+    try:
+        config = ExporterConfig.load({k: v for k, v in settings.items() if v}, config_file=args.config)
+        zone, now = ZoneInfo(config.timezone), datetime.now(UTC)
+        since = usage.parse_when(args.since, now, zone)
+        until = usage.parse_when(args.until, now, zone) if args.until else None
+        data = pricedata.load()
+        engine = PriceEngine.from_files(config.prices, price_data=data)
+        ledger = open_ledger(config.ledger)
+    except (ConfigError, ValueError, PriceBookError, OSError) as exc:
+        print(f"aispend reprice: {exc}", file=sys.stderr)
+        return 2
+    if ledger is None:
+        print("aispend reprice: no ledger configured (ledger: none)", file=sys.stderr)
+        return 2
+    span = f"{since.isoformat()} .. {until.isoformat() if until else 'now'}"
+    try:
+        since_ns, until_ns = int(since.timestamp() * 1e9), int(until.timestamp() * 1e9) if until else None
+        plan = reprice.plan(ledger, engine, since_ns, until_ns, args.provider, args.model)
+        changed = 0 if args.dry_run else reprice.apply(ledger, plan)
+    except LedgerError as exc:
+        print(f"aispend reprice: {exc}; nothing changed", file=sys.stderr)
+        return 1
+    finally:
+        ledger.close()
+    if args.format == "json":
+        report = {
+            "since": since.isoformat(),
+            "until": until.isoformat() if until else None,
+            "dry_run": args.dry_run,
+            "price_data": data.labels(),
+            "overrides": config.prices,
+            "models": plan.rows(),
+            "difference_usd": str(reprice.total(plan)),
+            "changed_calls": len(plan.staged),
+            "skipped": plan.skipped,
+        }
+        print(usage.to_json(report))
+        return 0
+    print(f"calls {span}\n{data.describe()}\noverrides: {config.prices or 'none'}")
+    print(usage.to_table(plan.rows()) if plan.models else "(no calls in the range)")
+    print(f"difference: {reprice.total(plan):+.9f} USD over {len(plan.staged)} call(s)")
+    for reason, n in sorted(plan.skipped.items()):
+        print(f"left as recorded: {n} call(s): {reason}")
+    if args.dry_run:
+        print("dry run: nothing changed")
+    else:
+        print(
+            f"updated {changed} call(s) and their daily totals in one transaction (the Prometheus counters "
+            "keep what they counted; reports from the ledger show the new figures)"
+        )
+    return 0
+
+
+def _add_reprice(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reprice",
+        help="recompute stored costs with the prices in force at each call's time (after a price update)",
+        description="Price the ledger's calls again from their stored usage with the current price data "
+        "and overrides (effective dates respected), print the difference per model, and update the calls "
+        "and daily totals in one transaction. Calls priced at a provider-reported cost keep it.",
+    )
+    p.add_argument("--since", required=True, help="7d, month, or an ISO date/time (in --timezone)")
+    p.add_argument("--until", help="same forms as --since (exclusive; default now)")
+    p.add_argument("--provider", help="only calls to this provider")
+    p.add_argument("--model", help="only calls with this model label (the model the app asked for)")
+    p.add_argument("--dry-run", action="store_true", help="print the difference, change nothing")
+    p.add_argument("--ledger", help="ledger URL (default from config: sqlite:///aispend.sqlite)")
+    p.add_argument("--config", help="aispend.yaml (ledger URL, price overrides, timezone)")
+    p.add_argument("--prices", help="price overrides file (YAML); default from config")
+    p.add_argument("--timezone", help="timezone of dates without one (default from config: UTC)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=_cmd_reprice)
+
+
 def _cmd_budgets_render(args: argparse.Namespace) -> int:
     from aispend.exporter.budget_rules import render
     from aispend.exporter.budgets import BudgetsError, load_budgets
@@ -320,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_usage(sub)
     _add_prices(sub)
+    _add_reprice(sub)
     _add_budgets(sub)
     return parser
 

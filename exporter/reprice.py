@@ -1,0 +1,255 @@
+"""``aispend reprice``: recompute stored costs from the stored usage with the prices now known.
+
+Each call in the range is priced again with the prices in force at its own time (the price data in
+use, the overrides file and their ``effective_from`` dates, discounts), with the free-tier units it
+used then (``free_units``). A call priced at the provider's own figure keeps it; only its price-book
+figure is recomputed. A call no price matches now keeps what it has (a price update that drops a
+model does not zero its history); one that reported no usage has nothing to price; image calls are
+left alone (their size and quality are not stored).
+
+The call rows and the daily totals change in one transaction, on top of the ledger's primitives
+(``_read``, ``_transaction``). New figures are staged in a table, the calls are locked by an
+UPDATE in id order (PostgreSQL row locks, so two reprices or a replica cannot interleave), the
+daily totals are moved by the difference between the staged and the current figures (computed in
+SQL inside the transaction, so a reprice that ran meanwhile is not counted twice and additions by
+replicas commute), and then the calls take the staged figures. The Prometheus counters are not
+changed: a counter only goes up, so the correction shows in the ledger-based reports
+(``aispend usage``, /v1/usage, the console) and not in ``aispend_cost_usd_total``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from aispend.exporter.ledger import DAILY_KEY, POSTGRES, TOKEN_COLUMNS, Ledger, from_nano, to_nano
+from aispend.pricing import FreeTier, PriceEngine
+
+PAGE = 5_000
+_READ = (
+    "id",
+    "ts_ns",
+    "provider",
+    "model",
+    "response_model",
+    *TOKEN_COLUMNS,
+    "requests",
+    "images",
+    "free_units",
+    "kind",
+)
+_FIGURES = ("cost_nusd", "book_cost_nusd", "priced", "cost_source")
+STAGING = "reprice_staging"
+
+
+@dataclass(slots=True)
+class _Usage:
+    """What pricing reads of a stored call (``aispend.pricing.records.Usage``)."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    requests: int
+    images: int
+    image_size: str | None = None
+    image_quality: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class ModelChange:
+    provider: str
+    model: str
+    calls: int = 0
+    changed: int = 0
+    before_nusd: int = 0
+    after_nusd: int = 0
+    newly_priced: int = 0
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "calls": self.calls,
+            "repriced": self.changed,
+            "newly_priced": self.newly_priced,
+            "before_usd": _usd(self.before_nusd),
+            "after_usd": _usd(self.after_nusd),
+            "difference_usd": _usd(self.after_nusd - self.before_nusd),
+        }
+
+
+@dataclass
+class Plan:
+    """What a reprice changes: per model, and the new figures of each changed call (by id)."""
+
+    models: dict[tuple[str, str], ModelChange] = field(default_factory=dict)
+    staged: list[tuple[int, int, int, int, str]] = field(default_factory=list)  # id, cost, book, priced, source
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def difference_nusd(self) -> int:
+        return sum(m.after_nusd - m.before_nusd for m in self.models.values())
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [m.row() for _, m in sorted(self.models.items())]
+
+
+def _usd(nusd: int) -> str:
+    return f"{from_nano(nusd):.9f}"
+
+
+def _skip(plan: Plan, reason: str) -> None:
+    plan.skipped[reason] = plan.skipped.get(reason, 0) + 1
+
+
+def _rows(ledger: Ledger, since_ns: int, until_ns: int | None, equals: dict[str, str]) -> Iterator[tuple[Any, ...]]:
+    """The calls in the range, in id order, a page at a time."""
+    where = ["id > ?", "ts_ns >= ?"]
+    params: list[Any] = [since_ns]
+    if until_ns is not None:
+        where.append("ts_ns < ?")
+        params.append(until_ns)
+    for column, value in equals.items():
+        where.append(f"{column} = ?")
+        params.append(value)
+    sql = f"SELECT {', '.join((*_READ, *_FIGURES))} FROM calls WHERE {' AND '.join(where)} ORDER BY id LIMIT {PAGE}"
+    last = -1
+    while True:
+        page = ledger._read(sql, [last, *params])
+        yield from page
+        if len(page) < PAGE:
+            return
+        last = page[-1][0]
+
+
+def plan(
+    ledger: Ledger,
+    engine: PriceEngine,
+    since_ns: int,
+    until_ns: int | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+) -> Plan:
+    """The new figures of every call in [since, until) (optionally one provider / model label)."""
+    equals = {k: v for k, v in (("provider", provider), ("model", model)) if v}
+    out = Plan()
+    n = len(_READ)
+    for row in _rows(ledger, since_ns, until_ns, equals):
+        call_id, ts_ns, prov, label, response_model = row[:5]
+        usage = _Usage(*row[5:12])
+        free_units, kind = row[12:14]
+        cost, book, priced, source = row[n:]
+        change = out.models.get((prov, label))
+        if change is None:
+            change = out.models[(prov, label)] = ModelChange(prov, label)
+        change.calls += 1
+        change.before_nusd += cost
+        if source == "no_usage" or (not source and not priced and kind in ("llm", "embedding") and not usage.tokens):
+            _skip(out, "no usage reported (nothing to price)")
+            new = None
+        elif source == "none":  # nothing billable
+            new = None
+        else:
+            new = _reprice(engine, prov, label, response_model, usage, free_units, ts_ns, cost, priced, source, out)
+        if new is None or new == (cost, book, priced, source):
+            change.after_nusd += cost
+            continue
+        change.changed += 1
+        change.after_nusd += new[0]
+        change.newly_priced += int(new[2] and not priced)
+        out.staged.append((call_id, *new))
+    return out
+
+
+def _reprice(
+    engine: PriceEngine,
+    provider: str,
+    label: str,
+    response_model: str,
+    usage: _Usage,
+    free_units: int,
+    ts_ns: int,
+    cost: int,
+    priced: int,
+    source: str,
+    plan: Plan,
+) -> tuple[int, int, int, str] | None:
+    """(cost, book cost, priced, source) as the prices now say, or None to leave the call as it is."""
+    if usage.images:
+        _skip(plan, "image calls (size and quality are not stored)")
+        return None
+    when = datetime.fromtimestamp(ts_ns // 1_000 / 1e6, UTC)
+
+    def used(tier: FreeTier) -> int:  # the same free units the call had then
+        return max(tier.units - free_units, 0)
+
+    result = engine.price_usage(provider, response_model or label, usage, when, used)
+    if not result.matched and label and label != response_model:
+        result = engine.price_usage(provider, label, usage, when, used)
+    if not result.matched:
+        if priced and source not in ("provider",):
+            _skip(plan, "no price in the price data now (kept as recorded)")
+            return None
+        return (cost, 0, priced, source) if source == "provider" else None
+    new_book = to_nano(result.cost)
+    if source == "provider":  # the provider's figure stays what the call cost
+        return cost, new_book, priced, source
+    return new_book, new_book, 1, result.source
+
+
+def _match() -> str:
+    """A call's daily row: every column of the daily key (whatever DAILY_KEY holds) equal."""
+    return " AND ".join(f"c.{k} = daily.{k}" for k in DAILY_KEY)
+
+
+def apply(ledger: Ledger, changes: Plan) -> int:
+    """Write the plan in one transaction: the calls and the daily totals. Returns calls changed."""
+    if not changes.staged:
+        return 0
+    ledger._execute(
+        f"CREATE TABLE IF NOT EXISTS {STAGING} (run TEXT NOT NULL, call_id BIGINT NOT NULL, cost_nusd BIGINT NOT "
+        "NULL, book_cost_nusd BIGINT NOT NULL, priced BIGINT NOT NULL, cost_source TEXT NOT NULL)"
+    )
+    run = uuid.uuid4().hex
+    staged = sorted(changes.staged)  # a stable order: locks are taken by id
+    joined = f"FROM {STAGING} s JOIN calls c ON c.id = s.call_id WHERE s.run = ? AND {_match()}"
+    daily = (
+        "UPDATE daily SET "
+        f"cost_nusd = cost_nusd + (SELECT CAST(COALESCE(SUM(s.cost_nusd - c.cost_nusd), 0) AS BIGINT) {joined}), "
+        f"unpriced = unpriced + (SELECT CAST(COALESCE(SUM(c.priced - s.priced), 0) AS BIGINT) {joined}) "
+        f"WHERE EXISTS (SELECT 1 {joined})"
+    )
+    calls = "UPDATE calls SET " + ", ".join(
+        f"{column} = (SELECT s.{column} FROM {STAGING} s WHERE s.run = ? AND s.call_id = calls.id)"
+        for column in _FIGURES
+    )
+    calls += f" WHERE id IN (SELECT call_id FROM {STAGING} WHERE run = ?)"
+    ledger._transaction(
+        [
+            (_sql(ledger, f"INSERT INTO {STAGING} VALUES (?, ?, ?, ?, ?, ?)"), [(run, *s) for s in staged]),
+            (_sql(ledger, "UPDATE calls SET cost_nusd = cost_nusd WHERE id = ?"), [(s[0],) for s in staged]),
+            (_sql(ledger, daily), [(run, run, run)]),
+            (_sql(ledger, calls), [(run,) * (len(_FIGURES) + 1)]),
+            (_sql(ledger, f"DELETE FROM {STAGING} WHERE run = ?"), [(run,)]),
+        ]
+    )
+    return len(staged)
+
+
+def _sql(ledger: Ledger, sql: str) -> str:
+    """``_transaction`` runs SQL as given: the PostgreSQL ledger takes ``%s`` placeholders there."""
+    return sql.replace("?", "%s") if ledger.dialect is POSTGRES else sql
+
+
+def total(plan: Plan) -> Decimal:
+    return from_nano(plan.difference_nusd)
