@@ -60,6 +60,7 @@ def price_call(engine: PriceEngine, call: Call, free_used: FreeUsed) -> tuple[Fr
         call.cost_source = "none" if call.priced else unpriced_reason(call)
     if call.reported_cost is not None:  # the provider's own figure wins over every price table
         call.cost, call.priced, call.cost_source = call.reported_cost, True, "provider"
+        call.book_mismatch = book_differs(call)
     return (tiers[-1], when) if tiers and call.requests else None
 
 
@@ -96,3 +97,4 @@ def price_if_stateless(engine: PriceEngine, call: Call) -> None:
         price_call(engine, call, _stateless)
     except Exception:  # _FreeTierApplies, or a pricing bug the pipeline will log and count
         call.cost, call.priced, call.free_units, call.book_cost, call.cost_source = None, False, 0, None, ""
+        call.book_mismatch = False

@@ -64,7 +64,10 @@ SUM_COLUMNS = (
     "images",
     "cost_nusd",
     "unpriced",
-    "unpriced_no_usage",
+    "unpriced_no_usage",  # of unpriced: the span reported no usage (the rest: no price matched)
+    "cost_mismatch",  # provider-reported cost over 1 % away from the price book's
+    "repriced_nusd",  # what `aispend reprice` added to cost_nusd (counters restore without it)
+    "repriced_unpriced",  # what it added to unpriced (negative: calls it could price)
     "duration_s",
 )
 # Columns added since the first release: (table, column, SQL type and default, backfill or None).
@@ -74,6 +77,9 @@ ADDED_COLUMNS = (
     ("calls", "book_cost_nusd", "{integer} NOT NULL DEFAULT 0", "UPDATE calls SET book_cost_nusd = cost_nusd"),
     ("calls", "cost_source", "TEXT NOT NULL DEFAULT ''", None),
     ("daily", "unpriced_no_usage", "{integer} NOT NULL DEFAULT 0", None),
+    ("daily", "cost_mismatch", "{integer} NOT NULL DEFAULT 0", None),
+    ("daily", "repriced_nusd", "{integer} NOT NULL DEFAULT 0", None),
+    ("daily", "repriced_unpriced", "{integer} NOT NULL DEFAULT 0", None),
 )
 DAILY_KEY = ("day", *LABEL_COLUMNS, "status")
 # calls per duration bucket: bucket i < len(BUCKETS) is "at most BUCKETS[i]", the last "longer"
@@ -321,7 +327,8 @@ class Ledger:
             agg[8] += nano
             agg[9] += 0 if c.priced else 1
             agg[10] += 0 if c.priced or c.usage_known else 1
-            agg[11] += c.duration_s
+            agg[11] += int(c.book_mismatch)
+            agg[14] += c.duration_s  # 12, 13: repriced_* start at 0
             bucket = (day, c.provider, c.model, c.operation, c.status, _bucket(c.duration_s))
             durations[bucket] = durations.get(bucket, 0) + 1
         self._transaction(
@@ -341,10 +348,11 @@ class Ledger:
 
     # -- restoring ------------------------------------------------------------------------------
     def totals(self) -> Iterator[tuple[tuple[str, ...], str, dict[str, int], Decimal, int]]:
-        """(labels, status, token sums, cost, calls) per label set: all time, from the aggregates."""
+        """(labels, status, token sums, cost, calls) per label set: all time, from the aggregates, as
+        the counters counted them (a reprice's corrections left out: a counter never goes back)."""
         sql = (
             f"SELECT {', '.join(LABEL_COLUMNS)}, status, {_sum('calls')}, "
-            f"{', '.join(_sum(c) for c in TOKEN_COLUMNS)}, {_sum('cost_nusd')} FROM daily "
+            f"{', '.join(_sum(c) for c in TOKEN_COLUMNS)}, {_sum('cost_nusd - repriced_nusd')} FROM daily "
             f"GROUP BY {', '.join(LABEL_COLUMNS)}, status"
         )
         for row in self._read(sql):
@@ -371,13 +379,20 @@ class Ledger:
         """(provider, model, reason, calls) of unpriced calls: ``no_price`` or ``no_usage``."""
         out = []
         for provider, model, unpriced, no_usage in self._read(
-            f"SELECT provider, model, {_sum('unpriced')}, {_sum('unpriced_no_usage')} FROM daily "
-            "GROUP BY provider, model HAVING SUM(unpriced) > 0"
+            f"SELECT provider, model, {_sum('unpriced - repriced_unpriced')}, {_sum('unpriced_no_usage')} FROM daily "
+            "GROUP BY provider, model HAVING SUM(unpriced - repriced_unpriced) > 0"
         ):
             for reason, count in (("no_price", unpriced - no_usage), ("no_usage", no_usage)):
                 if count:
                     out.append((provider, model, reason, count))
         return out
+
+    def mismatch_totals(self) -> list[tuple[str, str, int]]:
+        """(provider, model, calls) whose provider-reported cost was over 1 % from the price book's."""
+        return self._read(
+            f"SELECT provider, model, {_sum('cost_mismatch')} FROM daily GROUP BY provider, model "
+            "HAVING SUM(cost_mismatch) > 0"
+        )
 
     def recent_calls(self, limit: int) -> list[tuple[str, str, str, str, str, int, float]]:
         """(trace id, span id, parent span id, response id, provider, start ns, duration s) of the newest calls."""

@@ -78,6 +78,7 @@ class Call:
     free_units: int = 0
     book_cost: Decimal | None = None  # what the price book says it cost (None: no price matched)
     cost_source: str = ""  # provider | override | book | genai-prices | span | no_price | no_usage | none
+    book_mismatch: bool = False  # a provider-reported cost over 1 % away from book_cost
 
 
 @dataclass(frozen=True, slots=True)

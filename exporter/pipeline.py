@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from aispend.exporter.budgets import BudgetTracker
 from aispend.exporter.config import LABELS, ExporterConfig
-from aispend.exporter.costing import book_differs, clean_labels, price_call, unpriced_reason
+from aispend.exporter.costing import clean_labels, price_call, unpriced_reason
 from aispend.exporter.decode_pool import DecodePool, DecodersUnavailable
 from aispend.exporter.dedupe import Deduper
 from aispend.exporter.freetier import FreeTierUsage
@@ -109,6 +109,9 @@ class Pipeline:
             for provider, model, reason, count in self.ledger.unpriced_totals():
                 key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model), reason)
                 self.metrics.unpriced[key] = self.metrics.unpriced.get(key, 0) + count
+            for provider, model, count in self.ledger.mismatch_totals():
+                key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model))
+                self.metrics.cost_mismatch[key] = self.metrics.cost_mismatch.get(key, 0) + count
             for trace, span, parent, response_id, provider, start_ns, duration_s in self.ledger.recent_calls(
                 self.config.dedupe_window
             ):
@@ -226,6 +229,6 @@ class Pipeline:
             if not c.priced:
                 key = (labels[1], labels[2], unpriced_reason(c))
                 metrics.unpriced[key] = metrics.unpriced.get(key, 0) + 1
-            elif c.cost_source == "provider" and book_differs(c):
+            elif c.book_mismatch:
                 key = (labels[1], labels[2])
                 metrics.cost_mismatch[key] = metrics.cost_mismatch.get(key, 0) + 1

@@ -14,7 +14,9 @@ daily totals are moved by the difference between the staged and the current figu
 SQL inside the transaction, so a reprice that ran meanwhile is not counted twice and additions by
 replicas commute), and then the calls take the staged figures. The Prometheus counters are not
 changed: a counter only goes up, so the correction shows in the ledger-based reports
-(``aispend usage``, /v1/usage, the console) and not in ``aispend_cost_usd_total``.
+(``aispend usage``, /v1/usage, the console) and not in ``aispend_cost_usd_total``. The daily rows
+keep the corrections apart too (``repriced_nusd``, ``repriced_unpriced``), so counters restored at
+a restart continue from what they counted instead of jumping (a drop would read as a reset).
 """
 
 from __future__ import annotations
@@ -223,10 +225,12 @@ def apply(ledger: Ledger, changes: Plan) -> int:
     run = uuid.uuid4().hex
     staged = sorted(changes.staged)  # a stable order: locks are taken by id
     joined = f"FROM {STAGING} s JOIN calls c ON c.id = s.call_id WHERE s.run = ? AND {_match()}"
+    cost = f"(SELECT CAST(COALESCE(SUM(s.cost_nusd - c.cost_nusd), 0) AS BIGINT) {joined})"
+    unpriced = f"(SELECT CAST(COALESCE(SUM(c.priced - s.priced), 0) AS BIGINT) {joined})"
+    # the corrections are also kept apart (repriced_*), so counters restored at start stay as counted
     daily = (
-        "UPDATE daily SET "
-        f"cost_nusd = cost_nusd + (SELECT CAST(COALESCE(SUM(s.cost_nusd - c.cost_nusd), 0) AS BIGINT) {joined}), "
-        f"unpriced = unpriced + (SELECT CAST(COALESCE(SUM(c.priced - s.priced), 0) AS BIGINT) {joined}) "
+        f"UPDATE daily SET cost_nusd = cost_nusd + {cost}, repriced_nusd = repriced_nusd + {cost}, "
+        f"unpriced = unpriced + {unpriced}, repriced_unpriced = repriced_unpriced + {unpriced} "
         f"WHERE EXISTS (SELECT 1 {joined})"
     )
     calls = "UPDATE calls SET " + ", ".join(
@@ -238,7 +242,7 @@ def apply(ledger: Ledger, changes: Plan) -> int:
         [
             (_sql(ledger, f"INSERT INTO {STAGING} VALUES (?, ?, ?, ?, ?, ?)"), [(run, *s) for s in staged]),
             (_sql(ledger, "UPDATE calls SET cost_nusd = cost_nusd WHERE id = ?"), [(s[0],) for s in staged]),
-            (_sql(ledger, daily), [(run, run, run)]),
+            (_sql(ledger, daily), [(run,) * 5]),
             (_sql(ledger, calls), [(run,) * (len(_FIGURES) + 1)]),
             (_sql(ledger, f"DELETE FROM {STAGING} WHERE run = ?"), [(run,)]),
         ]

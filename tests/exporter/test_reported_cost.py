@@ -71,6 +71,10 @@ def test_reported_and_book_more_than_one_percent_apart_are_counted(ledger_url):
     text = generate_latest(_registry(metrics)).decode()
     assert 'aispend_cost_mismatch_total{model="gpt-4",provider="openai"} 1.0' in text
     ledger.close()
+    again, restored, ledger = pipeline_on(ledger_url)
+    again.restore()  # a restart resets nothing
+    assert restored.cost_mismatch == metrics.cost_mismatch
+    ledger.close()
 
 
 def test_local_and_non_usd_figures_do_not_replace_the_price_book():

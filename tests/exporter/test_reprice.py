@@ -211,3 +211,17 @@ def test_a_stale_plan_and_a_replica_writing_meanwhile_keep_the_daily_totals_righ
             (day, provider, model, status),
         )
         assert (cost, unpriced) == (from_calls, unpriced_calls), (day, provider, model)
+
+
+def test_counters_restored_after_a_reprice_continue_from_what_they_counted(recorded, capsys):
+    """Prometheus keeps the history it scraped: a restart after a reprice must not move the counters
+    (a drop would read as a counter reset), while the reports show the corrected figures."""
+    url, ledger, overrides = recorded
+    counted = UsageMetrics()
+    Pipeline(ExporterConfig(), PriceEngine(), ledger, counted).restore()
+    run(capsys, "reprice", *RANGE, "--ledger", url, "--prices", str(overrides))
+    restored = UsageMetrics()
+    Pipeline(ExporterConfig(), PriceEngine(), ledger, restored).restore()
+    assert restored.cost == counted.cost and restored.unpriced == counted.unpriced
+    report = json.loads(run(capsys, "usage", "--ledger", url, "--format", "json"))
+    assert Decimal(report["totals"]["all_time"]["cost_usd"]) != sum(counted.cost.values())
