@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from aispend import __version__
 
@@ -17,12 +19,7 @@ def _cmd_prices(args: argparse.Namespace) -> int:
 
     data = pricedata.load()
     if args.model is None:  # which price data is in use
-        print(
-            json.dumps({**data.labels(), "providers": data.providers, "models": data.models})
-            if args.json
-            else f"{data.describe()}\ncache: {pricedata.cache_path()}"
-        )
-        return 0
+        return _price_data_info(args, data)
     provider, model = args.provider, args.model
     if provider is None and "/" in model:
         provider, model = model.split("/", 1)
@@ -72,6 +69,31 @@ def _cmd_prices(args: argparse.Namespace) -> int:
     return 0 if result.matched else 1
 
 
+def _price_data_info(args: argparse.Namespace, data: Any) -> int:
+    from aispend.exporter import price_sources
+    from aispend.exporter.ledger import open_ledger
+    from aispend.pricing import pricedata
+
+    info: dict[str, Any] = {**data.labels(), "providers": data.providers, "models": data.models}
+    text = f"{data.describe()}\ncache: {pricedata.cache_path()}"
+    if args.ledger:
+        try:
+            ledger = open_ledger(args.ledger)
+        except ValueError as exc:
+            print(f"aispend prices: {exc}", file=sys.stderr)
+            return 2
+        info["ledger_history"] = price_sources.history(ledger) if ledger else []
+        if ledger:
+            ledger.close()
+        text += "\nprice data the ledger's calls were priced with (cost_source genai-prices@<version>):"
+        for row in info["ledger_history"]:
+            used = datetime.fromtimestamp(row["first_used_ns"] / 1e9, UTC).isoformat(timespec="seconds")
+            fetched = f"fetched {row['date']}" if row["date"] else "bundled"
+            text += f"\n  {row['version']}: {row['source']} ({fetched}), first used {used}"
+    print(json.dumps(info) if args.json else text)
+    return 0
+
+
 def _cmd_prices_update(args: argparse.Namespace) -> int:
     from aispend.pricing import pricedata
 
@@ -106,6 +128,7 @@ def _add_prices(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--at", help="price at this ISO date/time (default now)")
     p.add_argument("--overrides", help="price overrides file (YAML)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--ledger", help="without a model: also list the price data this ledger's calls were priced with")
     p.set_defaults(func=_cmd_prices)
 
 
@@ -276,7 +299,7 @@ def _add_usage(sub: argparse._SubParsersAction) -> None:
 def _cmd_reprice(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from aispend.exporter import reprice, usage
+    from aispend.exporter import price_sources, reprice, usage
     from aispend.exporter.config import ConfigError, ExporterConfig
     from aispend.exporter.ledger import LedgerError, open_ledger
     from aispend.pricing import PriceBookError, PriceEngine, pricedata
@@ -300,6 +323,8 @@ def _cmd_reprice(args: argparse.Namespace) -> int:
     try:
         since_ns, until_ns = int(since.timestamp() * 1e9), int(until.timestamp() * 1e9) if until else None
         plan = reprice.plan(ledger, engine, since_ns, until_ns, args.provider, args.model)
+        if not args.dry_run and plan.staged:
+            price_sources.record(ledger, data, time.time_ns())
         changed = 0 if args.dry_run else reprice.apply(ledger, plan)
     except LedgerError as exc:
         print(f"aispend reprice: {exc}; nothing changed", file=sys.stderr)

@@ -49,7 +49,7 @@ def price_call(engine: PriceEngine, call: Call, free_used: FreeUsed) -> tuple[Fr
     call.book_cost = result.cost if result.matched and call.usage_known else None
     if result.matched and call.usage_known:
         call.cost, call.priced, call.free_units = result.cost, True, result.free_units
-        call.cost_source = result.source
+        call.cost_source = source_name(engine, result.source)
     elif call.span_cost is not None and call.usage_known:
         call.cost, call.priced = Decimal(repr(call.span_cost)), True  # the instrumentation's own price
         call.cost_source = "span"
@@ -62,6 +62,15 @@ def price_call(engine: PriceEngine, call: Call, free_used: FreeUsed) -> tuple[Fr
         call.cost, call.priced, call.cost_source = call.reported_cost, True, "provider"
         call.book_mismatch = book_differs(call)
     return (tiers[-1], when) if tiers and call.requests else None
+
+
+def source_name(engine: PriceEngine, source: str) -> str:
+    """What priced a call, as the ledger keeps it: ``override``, ``book``, or ``genai-prices@<version>``
+    (the price data's version: genai-prices' release when bundled, the SHA-256 prefix of a cached
+    update; ``aispend prices`` and the ledger's ``price_data`` table say where and when it came from)."""
+    if source == "genai-prices" and engine.price_data is not None:
+        return f"{source}@{engine.price_data.version}"
+    return source
 
 
 def unpriced_reason(call: Call) -> str:

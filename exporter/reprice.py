@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from aispend.exporter.costing import source_name
 from aispend.exporter.ledger import DAILY_KEY, POSTGRES, TOKEN_COLUMNS, Ledger, from_nano, to_nano
 from aispend.pricing import FreeTier, PriceEngine
 
@@ -163,7 +164,7 @@ def plan(
             new = None
         else:
             new = _reprice(engine, prov, label, response_model, usage, free_units, ts_ns, cost, priced, source, out)
-        if new is None or new == (cost, book, priced, source):
+        if new is None or new[:3] == (cost, book, priced):  # the same figures: the row stays as it is
             change.after_nusd += cost
             continue
         change.changed += 1
@@ -206,7 +207,7 @@ def _reprice(
     new_book = to_nano(result.cost)
     if source == "provider":  # the provider's figure stays what the call cost
         return cost, new_book, priced, source
-    return new_book, new_book, 1, result.source
+    return new_book, new_book, 1, source_name(engine, result.source)
 
 
 def _match() -> str:

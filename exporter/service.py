@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from aispend.exporter import price_sources
 from aispend.exporter import usage as usage_reports
 from aispend.exporter.budgets import BudgetsError, BudgetsFile, BudgetTracker, load_budgets
 from aispend.exporter.config import ExporterConfig, parse_address
@@ -87,6 +88,8 @@ class Exporter:
         if current is None or (data.origin, data.sha256) != (current.origin, current.sha256):
             self.engine = self.engine.with_price_data(data)
             logger.info("%s", data.describe())
+            if self.ledger is not None:
+                price_sources.record(self.ledger, data, time.time_ns())
         if data.warning:
             self._error("price_data", pricedata.PriceDataError(data.warning))
         if self.config.prices:

@@ -177,6 +177,11 @@ def test_reprice_changes_calls_and_daily_totals_exactly_and_usage_shows_them(rec
     everything = sum(r[1] for r in tables(ledger)[0]) / Decimal(10**9)
     assert abs(Decimal(report["totals"]["all_time"]["cost_usd"]) - everything) <= Decimal("1e-9")  # daily totals
 
+    version = pricedata.load().version
+    sources = ledger._read("SELECT DISTINCT cost_source FROM calls WHERE model = 'deepseek-chat' AND free_units = 0")
+    assert {r[0] for r in sources} == {f"genai-prices@{version}", "override", "provider", "no_usage", "genai-prices"}
+    assert "(repriced)" not in out and version in run(capsys, "prices", "--ledger", url)
+
     again = run(capsys, "reprice", *RANGE, "--ledger", url, "--prices", str(overrides))
     assert "difference: +0.000000000 USD over 0 call(s)" in again
 

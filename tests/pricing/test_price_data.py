@@ -128,3 +128,18 @@ def test_serve_prices_with_the_cache_and_reloads_it_on_sighup(tmp_path, cache):
         )
     finally:
         assert proc.stop() == 0
+
+
+def test_every_figure_names_its_price_data_and_the_ledger_says_where_and_when(tmp_path, cache, capsys):
+    source = price_data.write(tmp_path / "data.json", price_data.document("0.28", "0.42"))
+    assert main(["prices", "update", "--from", str(source)]) == 0
+    data = pricedata.load()
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    with running(ledger=url) as exporter:
+        grpc_export(exporter.ports["otlp_grpc"], otlp_request([llm("deepseek", "deepseek-chat", 1_000, 1_000)]))
+        [(source_name,)] = exporter.ledger._read("SELECT cost_source FROM calls")
+    assert source_name == f"genai-prices@{data.version}"
+    capsys.readouterr()
+    assert main(["prices", "--ledger", url]) == 0
+    out = capsys.readouterr().out
+    assert f"  {data.version}: {source} (fetched {data.date}), first used " in out
