@@ -8,20 +8,21 @@ model does not zero its history); one that reported no usage has nothing to pric
 left alone (their size and quality are not stored).
 
 The call rows and the daily totals change in one transaction, on top of the ledger's primitives
-(``_read``, ``_transaction``). New figures are staged in a table, the calls are locked by an
-UPDATE in id order (PostgreSQL row locks, so two reprices or a replica cannot interleave), the
-daily totals are moved by the difference between the staged and the current figures (computed in
-SQL inside the transaction, so a reprice that ran meanwhile is not counted twice and additions by
-replicas commute), and then the calls take the staged figures. The Prometheus counters are not
-changed: a counter only goes up, so the correction shows in the ledger-based reports
-(``aispend usage``, /v1/usage, the console) and not in ``aispend_cost_usd_total``. The daily rows
-keep the corrections apart too (``repriced_nusd``, ``repriced_unpriced``), so counters restored at
-a restart continue from what they counted instead of jumping (a drop would read as a reset).
+(``_read``, ``_transaction``). New figures are staged in a temporary table (with each call's daily
+key, which never changes), the calls are locked by an UPDATE in id order (PostgreSQL row locks, so
+two reprices cannot interleave), the daily totals are moved by the difference between the staged
+and the current figures (computed in SQL inside the transaction, so a reprice that ran meanwhile is
+not counted twice, and replicas' additions commute), and then the calls take the staged figures.
+
+The Prometheus counters are not changed: a counter only goes up, so the correction shows in the
+ledger-based reports (``aispend usage``, /v1/usage, the console) and not in
+``aispend_cost_usd_total``. The daily rows keep the corrections apart too (``repriced_nusd``,
+``repriced_unpriced``), so counters restored at a restart continue from what they counted instead
+of jumping (a drop would read as a reset).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,7 +97,8 @@ class Plan:
     """What a reprice changes: per model, and the new figures of each changed call (by id)."""
 
     models: dict[tuple[str, str], ModelChange] = field(default_factory=dict)
-    staged: list[tuple[int, int, int, int, str]] = field(default_factory=list)  # id, cost, book, priced, source
+    # id, cost, book cost, priced, source, then the call's DAILY_KEY values
+    staged: list[tuple[Any, ...]] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -125,7 +127,8 @@ def _rows(ledger: Ledger, since_ns: int, until_ns: int | None, equals: dict[str,
     for column, value in equals.items():
         where.append(f"{column} = ?")
         params.append(value)
-    sql = f"SELECT {', '.join((*_READ, *_FIGURES))} FROM calls WHERE {' AND '.join(where)} ORDER BY id LIMIT {PAGE}"
+    columns = ", ".join((*_READ, *_FIGURES, *DAILY_KEY))
+    sql = f"SELECT {columns} FROM calls WHERE {' AND '.join(where)} ORDER BY id LIMIT {PAGE}"
     last = -1
     while True:
         page = ledger._read(sql, [last, *params])
@@ -151,7 +154,7 @@ def plan(
         call_id, ts_ns, prov, label, response_model = row[:5]
         usage = _Usage(*row[5:12])
         free_units, kind = row[12:14]
-        cost, book, priced, source = row[n:]
+        cost, book, priced, source = row[n : n + len(_FIGURES)]
         change = out.models.get((prov, label))
         if change is None:
             change = out.models[(prov, label)] = ModelChange(prov, label)
@@ -170,7 +173,7 @@ def plan(
         change.changed += 1
         change.after_nusd += new[0]
         change.newly_priced += int(new[2] and not priced)
-        out.staged.append((call_id, *new))
+        out.staged.append((call_id, *new, *row[n + len(_FIGURES) :]))
     return out
 
 
@@ -210,42 +213,48 @@ def _reprice(
     return new_book, new_book, 1, source_name(engine, result.source)
 
 
-def _match() -> str:
-    """A call's daily row: every column of the daily key (whatever DAILY_KEY holds) equal."""
-    return " AND ".join(f"c.{k} = daily.{k}" for k in DAILY_KEY)
-
-
 def apply(ledger: Ledger, changes: Plan) -> int:
     """Write the plan in one transaction: the calls and the daily totals. Returns calls changed."""
     if not changes.staged:
         return 0
-    ledger._execute(
-        f"CREATE TABLE IF NOT EXISTS {STAGING} (run TEXT NOT NULL, call_id BIGINT NOT NULL, cost_nusd BIGINT NOT "
-        "NULL, book_cost_nusd BIGINT NOT NULL, priced BIGINT NOT NULL, cost_source TEXT NOT NULL)"
-    )
-    run = uuid.uuid4().hex
     staged = sorted(changes.staged)  # a stable order: locks are taken by id
-    joined = f"FROM {STAGING} s JOIN calls c ON c.id = s.call_id WHERE s.run = ? AND {_match()}"
+    key = ", ".join(DAILY_KEY)
+    columns = ("call_id", *_FIGURES, *DAILY_KEY)
+    integer = ledger.dialect.integer
+    kinds = {"call_id": f"{integer} PRIMARY KEY", "cost_nusd": integer, "book_cost_nusd": integer, "priced": integer}
+    # a temporary table: this connection's own, so concurrent reprices cannot see each other's rows
+    create = (
+        f"CREATE TEMP TABLE IF NOT EXISTS {STAGING} ("
+        + ", ".join(f"{c} {kinds.get(c, 'TEXT')} NOT NULL" for c in columns)
+        + ")"
+    )
+    index = f"CREATE INDEX IF NOT EXISTS {STAGING}_daily ON {STAGING} ({key})"
+    by_key = " AND ".join(f"s.{k} = daily.{k}" for k in DAILY_KEY)
+    joined = f"FROM {STAGING} s JOIN calls c ON c.id = s.call_id WHERE {by_key}"
     cost = f"(SELECT CAST(COALESCE(SUM(s.cost_nusd - c.cost_nusd), 0) AS BIGINT) {joined})"
     unpriced = f"(SELECT CAST(COALESCE(SUM(c.priced - s.priced), 0) AS BIGINT) {joined})"
+    days = sorted({row[len(_FIGURES) + 1 + DAILY_KEY.index("day")] for row in staged})
     # the corrections are also kept apart (repriced_*), so counters restored at start stay as counted
     daily = (
         f"UPDATE daily SET cost_nusd = cost_nusd + {cost}, repriced_nusd = repriced_nusd + {cost}, "
         f"unpriced = unpriced + {unpriced}, repriced_unpriced = repriced_unpriced + {unpriced} "
-        f"WHERE EXISTS (SELECT 1 {joined})"
+        f"WHERE day >= ? AND day <= ? AND EXISTS (SELECT 1 FROM {STAGING} s WHERE {by_key})"
     )
     calls = "UPDATE calls SET " + ", ".join(
-        f"{column} = (SELECT s.{column} FROM {STAGING} s WHERE s.run = ? AND s.call_id = calls.id)"
-        for column in _FIGURES
+        f"{column} = (SELECT s.{column} FROM {STAGING} s WHERE s.call_id = calls.id)" for column in _FIGURES
     )
-    calls += f" WHERE id IN (SELECT call_id FROM {STAGING} WHERE run = ?)"
+    calls += f" WHERE id IN (SELECT call_id FROM {STAGING})"
+    insert = f"INSERT INTO {STAGING} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     ledger._transaction(
         [
-            (_sql(ledger, f"INSERT INTO {STAGING} VALUES (?, ?, ?, ?, ?, ?)"), [(run, *s) for s in staged]),
+            (create, [()]),
+            (index, [()]),
+            (f"DELETE FROM {STAGING}", [()]),
+            (_sql(ledger, insert), staged),
             (_sql(ledger, "UPDATE calls SET cost_nusd = cost_nusd WHERE id = ?"), [(s[0],) for s in staged]),
-            (_sql(ledger, daily), [(run,) * 5]),
-            (_sql(ledger, calls), [(run,) * (len(_FIGURES) + 1)]),
-            (_sql(ledger, f"DELETE FROM {STAGING} WHERE run = ?"), [(run,)]),
+            (_sql(ledger, daily), [(days[0], days[-1])]),
+            (calls, [()]),
+            (f"DELETE FROM {STAGING}", [()]),
         ]
     )
     return len(staged)
