@@ -249,6 +249,7 @@ def _cmd_usage(args: argparse.Namespace) -> int:
                 "cache_read_tokens",
                 "requests",
                 "cost_usd",
+                "cost_source",
             ]
             table = usage.to_table([{c: r.get(c) for c in columns} for r in rows])
         else:
