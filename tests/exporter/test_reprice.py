@@ -4,6 +4,7 @@ real PostgreSQL server; ``--dry-run`` changes nothing; ``aispend usage`` shows t
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -230,3 +231,38 @@ def test_counters_restored_after_a_reprice_continue_from_what_they_counted(recor
     assert restored.cost == counted.cost and restored.unpriced == counted.unpriced
     report = json.loads(run(capsys, "usage", "--ledger", url, "--format", "json"))
     assert Decimal(report["totals"]["all_time"]["cost_usd"]) != sum(counted.cost.values())
+
+
+def test_two_reprices_at_once_on_their_own_connections_count_each_change_once(recorded):
+    url, ledger, overrides = recorded
+    engine = PriceEngine(overrides=load_book(overrides), price_data=pricedata.load())
+    since = int(datetime(2025, 12, 1, tzinfo=UTC).timestamp()) * 10**9
+    ledgers = [open_ledger(url), open_ledger(url)]
+    plans = [reprice.plan(one, engine, since) for one in ledgers]  # both before either applies
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run_one(one: Ledger, changes: reprice.Plan) -> None:
+        start.wait()
+        try:
+            reprice.apply(one, changes)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run_one, args=pair) for pair in zip(ledgers, plans, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for one in ledgers:
+        one.close()
+    assert errors == []
+    for day, provider, model, status, cost, unpriced in tables(ledger)[1]:
+        [(from_calls, unpriced_calls)] = ledger._read(
+            "SELECT SUM(cost_nusd), SUM(1 - priced) FROM calls WHERE day = ? AND provider = ? AND model = ? "
+            "AND status = ?",
+            (day, provider, model, status),
+        )
+        assert (cost, unpriced) == (from_calls, unpriced_calls), (day, provider, model)
+    [(repriced,)] = ledger._read("SELECT SUM(repriced_nusd) FROM daily")
+    assert repriced == plans[0].difference_nusd  # once, not twice
