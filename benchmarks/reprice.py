@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from aispend.exporter import reprice
-from aispend.exporter.ledger import open_ledger
+from aispend.exporter.ledger import Accounting, open_ledger
 from aispend.exporter.normalise import Call
 from aispend.pricing import PriceEngine, pricedata
 
@@ -78,8 +78,9 @@ def main() -> None:
         assert ledger is not None
         batch = calls(args.calls)
         t = time.perf_counter()
+        accounting = Accounting(instance="bench")
         for i in range(0, len(batch), 1000):
-            ledger.write(batch[i : i + 1000])
+            ledger.record(batch[i : i + 1000], accounting)
         record = time.perf_counter() - t
         engine = PriceEngine()
         t = time.perf_counter()
@@ -90,7 +91,7 @@ def main() -> None:
         applied = time.perf_counter() - t
         ledger.close()
     n = args.calls
-    print(f"record {n:,} calls (ledger.write, batches of 1,000): {record:.2f} s  ({n / record:,.0f} calls/s)")
+    print(f"record {n:,} calls (ledger.record, batches of 1,000): {record:.2f} s  ({n / record:,.0f} calls/s)")
     print(f"reprice plan (read + price):  {planned:.2f} s  ({n / planned:,.0f} calls/s)")
     print(f"reprice apply ({changed:,} calls, one transaction): {applied:.2f} s  ({changed / applied:,.0f} calls/s)")
     print(f"reprice total / record: {(planned + applied) / record:.2f}x")

@@ -72,6 +72,7 @@ class Call:
     reported_cost: Decimal | None = None  # the provider's own USD figure (gen_ai.usage.cost.source=provider)
     usage_known: bool = True  # False: an LLM call whose span carried no token counts at all
     from_aispend: bool = False
+    scope: str = ""  # the instrumentation scope (tells an SDK's own span from a peer's)
     # filled in by pricing
     cost: Any = None  # Decimal: what the call is counted at (the provider's figure when it gave one)
     priced: bool = False
@@ -276,4 +277,5 @@ def normalise(
         reported_cost=reported,
         usage_known=usage_known or status != "ok",
         from_aispend=sc.AISPEND_SERVICE_KIND in attrs,
+        scope=span.scope,
     )

@@ -36,7 +36,7 @@ def record(ledger: Ledger, data: PriceData, now_ns: int) -> None:
 
 def history(ledger: Ledger) -> list[dict[str, Any]]:
     """Every price data version the ledger saw, oldest first ([] before the first)."""
-    if not ledger._read(ledger.dialect.columns_of, ("price_data",)):
+    if "price_data" not in {row[0] for row in ledger._read(ledger._tables_sql())}:
         return []
     rows = ledger._read(f"SELECT {', '.join(COLUMNS)} FROM price_data ORDER BY first_used_ns")
     return [dict(zip(COLUMNS, row, strict=True)) for row in rows]

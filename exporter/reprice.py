@@ -8,7 +8,7 @@ model does not zero its history); one that reported no usage has nothing to pric
 left alone (their size and quality are not stored).
 
 The call rows and the daily totals change in one transaction, on top of the ledger's primitives
-(``_read``, ``_transaction``). New figures are staged in a temporary table (with each call's daily
+(``_read``, ``transaction``). New figures are staged in a temporary table (with each call's daily
 key, which never changes), the calls are locked by an UPDATE in id order (PostgreSQL row locks, so
 two reprices cannot interleave), the daily totals are moved by the difference between the staged
 and the current figures (computed in SQL inside the transaction, so a reprice that ran meanwhile is
@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from aispend.exporter.costing import source_name
-from aispend.exporter.ledger import DAILY_KEY, POSTGRES, TOKEN_COLUMNS, Ledger, from_nano, to_nano
+from aispend.exporter.ledger import DAILY_KEY, TOKEN_COLUMNS, Ledger, from_nano, to_nano
 from aispend.pricing import FreeTier, PriceEngine
 
 PAGE = 5_000
@@ -245,24 +245,16 @@ def apply(ledger: Ledger, changes: Plan) -> int:
     )
     calls += f" WHERE id IN (SELECT call_id FROM {STAGING})"
     insert = f"INSERT INTO {STAGING} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    ledger._transaction(
-        [
-            (create, [()]),
-            (index, [()]),
-            (f"DELETE FROM {STAGING}", [()]),
-            (_sql(ledger, insert), staged),
-            (_sql(ledger, "UPDATE calls SET cost_nusd = cost_nusd WHERE id = ?"), [(s[0],) for s in staged]),
-            (_sql(ledger, daily), [(days[0], days[-1])]),
-            (calls, [()]),
-            (f"DELETE FROM {STAGING}", [()]),
-        ]
-    )
+    with ledger.transaction() as tx:
+        tx.run(create)
+        tx.run(index)
+        tx.run(f"DELETE FROM {STAGING}")
+        tx.many(insert, staged)
+        tx.many("UPDATE calls SET cost_nusd = cost_nusd WHERE id = ?", [(s[0],) for s in staged])  # row locks
+        tx.run(daily, (days[0], days[-1]))
+        tx.run(calls)
+        tx.run(f"DELETE FROM {STAGING}")
     return len(staged)
-
-
-def _sql(ledger: Ledger, sql: str) -> str:
-    """``_transaction`` runs SQL as given: the PostgreSQL ledger takes ``%s`` placeholders there."""
-    return sql.replace("?", "%s") if ledger.dialect is POSTGRES else sql
 
 
 def total(plan: Plan) -> Decimal:

@@ -12,9 +12,10 @@ or directly::
     AiSpendInstrumentor().instrument(tracer_provider=provider)
 
 Calls are captured at the HTTP-client layer (``httpx`` and ``httpx2`` sync and async, which the
-``openai`` and ``anthropic`` SDKs use, ``requests`` and ``aiohttp``), so any SDK version and raw
-HTTP calls are covered. Each call to OpenAI (and Azure OpenAI and OpenAI-compatible hosts), Anthropic,
-Gemini, Serper, Tavily, Brave Search or Unsplash becomes a CLIENT span named
+``openai`` and ``anthropic`` SDKs use, ``requests``, ``aiohttp``, and botocore's urllib3 session,
+which boto3 uses), so any SDK version and raw HTTP calls are covered. Each call to OpenAI (and Azure
+OpenAI and OpenAI-compatible hosts), Anthropic, Gemini, AWS Bedrock, Cohere, Ollama, Serper, Tavily,
+Brave Search or Unsplash becomes a CLIENT span named
 ``"{operation} {model}"`` with ``gen_ai.*`` usage attributes and ``aispend.feature`` /
 ``aispend.customer`` / ``aispend.key`` attribution. The key attribute is an alias or a
 fingerprint (``sk-…a1b2``), never the secret; prompt and completion text are recorded only when
@@ -104,6 +105,11 @@ class AiSpendInstrumentor(BaseInstrumentor):
         requests = _optional("requests")
         if requests is not None:
             self._wrap(requests.Session, "send", requests_session.send(self.recorder))
+        botocore = _optional("botocore.httpsession")
+        if botocore is not None:  # boto3 (AWS Bedrock) sends through botocore's own urllib3 session
+            from aispend.instrumentation.hooks import botocore_session
+
+            self._wrap(botocore.URLLib3Session, "send", botocore_session.send(self.recorder))
         aiohttp = _optional("aiohttp")
         if aiohttp is not None:
             from aispend.instrumentation.hooks import aiohttp_client
@@ -141,6 +147,8 @@ class AiSpendInstrumentor(BaseInstrumentor):
 
 _SETTINGS = (
     "provider_urls",
+    "provider_names",
+    "attribution_headers",
     "key_aliases",
     "capture_content",
     "budgets_url",
