@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from aispend import __version__
 
@@ -32,14 +34,17 @@ def _when(text: str) -> datetime:
 
 
 def _cmd_prices(args: argparse.Namespace) -> int:
-    from aispend.pricing import PriceBookError, PriceEngine, UsageRecord
+    from aispend.pricing import PriceBookError, PriceEngine, UsageRecord, pricedata
     from aispend.pricing.show import describe
 
+    data = pricedata.load()
+    if args.model is None:  # which price data is in use
+        return _price_data_info(args, data)
     provider, model = args.provider, args.model
     if provider is None and "/" in model:
         provider, model = model.split("/", 1)
     try:
-        engine = PriceEngine.from_files(args.overrides)
+        engine = PriceEngine.from_files(args.overrides, price_data=data)
     except PriceBookError as exc:
         print(f"aispend prices: {exc}", file=sys.stderr)
         return 2
@@ -73,17 +78,66 @@ def _cmd_prices(args: argparse.Namespace) -> int:
                     "cost_usd": str(result.cost),
                     "breakdown": {k: str(getattr(result.breakdown, k)) for k in result.breakdown.__slots__},
                     "free_units": result.free_units,
+                    "price_data": data.labels() if result.source == "genai-prices" else None,
                 }
             )
         )
     else:
         print(describe(usage, result))
+        if result.source == "genai-prices":
+            print(data.describe())
     return 0 if result.matched else 1
 
 
+def _price_data_info(args: argparse.Namespace, data: Any) -> int:
+    from aispend.exporter import price_sources
+    from aispend.exporter.ledger import open_ledger
+    from aispend.pricing import pricedata
+
+    info: dict[str, Any] = {**data.labels(), "providers": data.providers, "models": data.models}
+    text = f"{data.describe()}\ncache: {pricedata.cache_path()}"
+    if args.ledger:
+        try:
+            ledger = open_ledger(args.ledger)
+        except ValueError as exc:
+            print(f"aispend prices: {exc}", file=sys.stderr)
+            return 2
+        info["ledger_history"] = price_sources.history(ledger) if ledger else []
+        if ledger:
+            ledger.close()
+        text += "\nprice data the ledger's calls were priced with (cost_source genai-prices@<version>):"
+        for row in info["ledger_history"]:
+            used = datetime.fromtimestamp(row["first_used_ns"] / 1e9, UTC).isoformat(timespec="seconds")
+            fetched = f"fetched {row['date']}" if row["date"] else "bundled"
+            text += f"\n  {row['version']}: {row['source']} ({fetched}), first used {used}"
+    print(json.dumps(info) if args.json else text)
+    return 0
+
+
+def _cmd_prices_update(args: argparse.Namespace) -> int:
+    from aispend.pricing import pricedata
+
+    try:
+        data = pricedata.update(args.source)
+    except pricedata.PriceDataError as exc:
+        previous = pricedata.load()
+        print(f"aispend prices update: {exc}\nnothing changed; still in use: {previous.describe()}", file=sys.stderr)
+        return 1
+    print(f"updated {pricedata.cache_path()}\n{data.describe()}")
+    print(
+        "a running aispend serve uses it after SIGHUP (kill -HUP <pid>) or a restart; calls already recorded "
+        "keep their prices until you run aispend reprice"
+    )
+    return 0
+
+
 def _add_prices(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prices", help="look up a model's prices and what a call costs")
-    p.add_argument("model", help="model name as you send it, e.g. gpt-4o-2024-08-06 or openai/gpt-4o")
+    p = sub.add_parser(
+        "prices",
+        help="look up a model's prices and what a call costs; without a model, the price data in use",
+        epilog="aispend prices update [--from URL|FILE]: fetch, validate and cache newer genai-prices data",
+    )
+    p.add_argument("model", nargs="?", help="model name as you send it, e.g. gpt-4o-2024-08-06 or openai/gpt-4o")
     p.add_argument("--provider", help="provider name (openai, anthropic, gcp.gemini, serper, ...)")
     p.add_argument("--operation", default="chat")
     for flag in ("input", "output", "cache-read", "cache-write", "reasoning", "images", "free-used"):
@@ -94,6 +148,7 @@ def _add_prices(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--at", type=_when, help="price at this ISO date/time, e.g. 2026-05-01 (default now)")
     p.add_argument("--overrides", help="price overrides file (YAML)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--ledger", help="without a model: also list the price data this ledger's calls were priced with")
     p.set_defaults(func=_cmd_prices, parser=p)
 
 
@@ -238,6 +293,7 @@ def _cmd_usage(args: argparse.Namespace) -> int:
                 "cache_read_tokens",
                 "requests",
                 "cost_usd",
+                "cost_source",
             ]
             table = usage.to_table([{c: r.get(c) for c in columns} for r in rows])
         else:
@@ -287,6 +343,91 @@ def _add_usage(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_usage, parser=p)
 
 
+def _cmd_reprice(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from aispend.exporter import price_sources, queries, reprice, usage
+    from aispend.exporter.config import ConfigError, ExporterConfig
+    from aispend.exporter.ledger import LedgerError, is_ephemeral, open_ledger
+    from aispend.pricing import PriceBookError, PriceEngine, pricedata
+
+    settings = {"ledger": args.ledger, "timezone": args.timezone, "prices": args.prices}
+    try:
+        config = ExporterConfig.load({k: v for k, v in settings.items() if v}, config_file=args.config)
+        zone, now = ZoneInfo(config.timezone), datetime.now(UTC)
+        since = queries.parse_when(args.since, now, zone)
+        until = queries.parse_when(args.until, now, zone, "until") if args.until else None
+        data = pricedata.load()
+        engine = PriceEngine.from_files(config.prices, price_data=data)
+        ledger = open_ledger(config.ledger)
+    except (ConfigError, ValueError, PriceBookError, OSError) as exc:
+        print(f"aispend reprice: {exc}", file=sys.stderr)
+        return 2
+    if is_ephemeral(config.ledger):
+        print("aispend reprice: no ledger configured (ledger: none)", file=sys.stderr)
+        return 2
+    span = f"{since.isoformat()} .. {until.isoformat() if until else 'now'}"
+    try:
+        since_ns, until_ns = int(since.timestamp() * 1e9), int(until.timestamp() * 1e9) if until else None
+        plan = reprice.plan(ledger, engine, since_ns, until_ns, args.provider, args.model)
+        if not args.dry_run and plan.staged:
+            price_sources.record(ledger, data, time.time_ns())
+        changed = 0 if args.dry_run else reprice.apply(ledger, plan)
+    except LedgerError as exc:
+        print(f"aispend reprice: {exc}; nothing changed", file=sys.stderr)
+        return 1
+    finally:
+        ledger.close()
+    if args.format == "json":
+        report = {
+            "since": since.isoformat(),
+            "until": until.isoformat() if until else None,
+            "dry_run": args.dry_run,
+            "price_data": data.labels(),
+            "overrides": config.prices,
+            "models": plan.rows(),
+            "difference_usd": str(reprice.total(plan)),
+            "changed_calls": len(plan.staged),
+            "skipped": plan.skipped,
+        }
+        print(usage.to_json(report))
+        return 0
+    print(f"calls {span}\n{data.describe()}\noverrides: {config.prices or 'none'}")
+    print(usage.to_table(plan.rows()) if plan.models else "(no calls in the range)")
+    print(f"difference: {reprice.total(plan):+.9f} USD over {len(plan.staged)} call(s)")
+    for reason, n in sorted(plan.skipped.items()):
+        print(f"left as recorded: {n} call(s): {reason}")
+    if args.dry_run:
+        print("dry run: nothing changed")
+    else:
+        print(
+            f"updated {changed} call(s) and their daily totals in one transaction (the Prometheus counters "
+            "keep what they counted; reports from the ledger show the new figures)"
+        )
+    return 0
+
+
+def _add_reprice(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reprice",
+        help="recompute stored costs with the prices in force at each call's time (after a price update)",
+        description="Price the ledger's calls again from their stored usage with the current price data "
+        "and overrides (effective dates respected), print the difference per model, and update the calls "
+        "and daily totals in one transaction. Calls priced at a provider-reported cost keep it.",
+    )
+    p.add_argument("--since", required=True, help="7d, month, or an ISO date/time (in --timezone)")
+    p.add_argument("--until", help="same forms as --since (exclusive; default now)")
+    p.add_argument("--provider", help="only calls to this provider")
+    p.add_argument("--model", help="only calls with this model label (the model the app asked for)")
+    p.add_argument("--dry-run", action="store_true", help="print the difference, change nothing")
+    p.add_argument("--ledger", help="ledger URL (default from config: sqlite:///aispend.sqlite)")
+    p.add_argument("--config", help="aispend.yaml (ledger URL, price overrides, timezone)")
+    p.add_argument("--prices", help="price overrides file (YAML); default from config")
+    p.add_argument("--timezone", help="timezone of dates without one (default from config: UTC)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=_cmd_reprice)
+
+
 def _cmd_budgets_render(args: argparse.Namespace) -> int:
     from aispend.exporter.budget_rules import render
     from aispend.exporter.budgets import BudgetsError, load_budgets
@@ -313,6 +454,20 @@ def _add_budgets(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_cmd_budgets_render, parser=r)
 
 
+def _prices_update_parser() -> argparse.ArgumentParser:
+    from aispend.pricing import pricedata
+
+    p = argparse.ArgumentParser(
+        prog="aispend prices update",
+        description="Fetch genai-prices' published price data, validate it and store it in the local cache "
+        f"({pricedata.cache_path()}; AISPEND_PRICE_CACHE names another file). serve, prices and reprice "
+        "then use it instead of the copy bundled with genai-prices. An invalid file changes nothing.",
+    )
+    p.add_argument("--from", dest="source", metavar="URL|FILE", help=f"default {pricedata.DEFAULT_URL}")
+    p.set_defaults(func=_cmd_prices_update)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aispend", description=__doc__)
     parser.add_argument("--version", action="version", version=f"aispend {__version__}")
@@ -320,15 +475,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_usage(sub)
     _add_prices(sub)
+    _add_reprice(sub)
     _add_budgets(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:  # argparse would blame the top-level command; the subcommand's usage is what helps
-        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["prices", "update"]:  # a subcommand beside `aispend prices MODEL`
+        args = _prices_update_parser().parse_args(argv[2:])
+    else:
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # argparse would blame the top-level command; the subcommand's usage is what helps
+            getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     return int(args.func(args) or 0)
 
 

@@ -28,7 +28,15 @@ GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
 GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
-GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # OpenLIT's pre-computed USD cost
+GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # OpenLIT's pre-computed USD cost (a local figure)
+# What the call cost, as proposed for the GenAI conventions: the amount, its ISO 4217 currency and
+# who computed it: ``provider`` (the provider's own figure, e.g. OpenRouter's ``usage.cost``) or
+# ``local`` (a price table in the instrumentation).
+GEN_AI_USAGE_COST_AMOUNT = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
+GEN_AI_USAGE_COST_SOURCE = "gen_ai.usage.cost.source"
+COST_SOURCE_PROVIDER = "provider"
+COST_SOURCE_LOCAL = "local"
 
 ERROR_TYPE = "error.type"
 SERVER_ADDRESS = "server.address"
@@ -101,7 +109,8 @@ REASONING_CHAIN = (
 OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
 OPENAI_API_BASE = "gen_ai.openai.api_base"  # OpenLLMetry
 RESPONSE_MODEL_CHAIN = (GEN_AI_RESPONSE_MODEL, "llm.response.model")
-COST_CHAIN = ("gen_ai.usage.cost.amount", GEN_AI_USAGE_COST, "llm.cost.total")
+# pre-computed local costs, a fallback when no price matches (a provider's figure is read apart)
+COST_CHAIN = (GEN_AI_USAGE_COST, "llm.cost.total")
 CUSTOMER_CHAIN = (
     AISPEND_CUSTOMER,
     "enduser.id",
@@ -129,6 +138,9 @@ READ_BY_EXPORTER = frozenset(
         *CACHE_WRITE_CHAIN,
         *REASONING_CHAIN,
         *COST_CHAIN,
+        GEN_AI_USAGE_COST_AMOUNT,
+        GEN_AI_USAGE_COST_CURRENCY,
+        GEN_AI_USAGE_COST_SOURCE,
         *CUSTOMER_CHAIN,
         *FEATURE_CHAIN,
         OPENINFERENCE_SPAN_KIND,

@@ -49,17 +49,51 @@ def price_call(engine: PriceEngine, call: Call, free_used: FreeUsed) -> tuple[Fr
     if not result.matched and call.model and call.model != call.price_model:
         # e.g. a snapshot name the price data does not know yet: price what was asked for
         result = engine.price_usage(call.provider, call.model, call, when, used)
+    call.book_cost = result.cost if result.matched and call.usage_known else None
     if result.matched and call.usage_known:
         if not -MAX_COST < result.cost < MAX_COST:  # a broken override: unpriced (logged), not unstorable
             raise ValueError(f"a cost of ${result.cost:.2E} for one call is not plausible; check the prices")
         call.cost, call.priced, call.free_units = result.cost, True, result.free_units
+        call.cost_source = source_name(engine, result.source)
     elif call.span_cost is not None and call.usage_known:
         call.cost, call.priced = Decimal(repr(call.span_cost)), True  # the instrumentation's own price
+        call.cost_source = "span"
     else:
         call.cost = _ZERO
         billable = call.input_tokens or call.output_tokens or call.requests or call.images
         call.priced = not billable and call.usage_known  # nothing to price is not "unpriced"
+        call.cost_source = "none" if call.priced else unpriced_reason(call)
+    if call.reported_cost is not None:  # the provider's own figure wins over every price table
+        call.cost, call.priced, call.cost_source = call.reported_cost, True, "provider"
+        call.book_mismatch = book_differs(call)
     return (tiers[-1], when) if tiers and call.requests else None
+
+
+def source_name(engine: PriceEngine, source: str) -> str:
+    """What priced a call, as the ledger keeps it: ``override``, ``book``, or ``genai-prices@<version>``
+    (the price data's version: genai-prices' release when bundled, the SHA-256 prefix of a cached
+    update; ``aispend prices`` and the ledger's ``price_data`` table say where and when it came from)."""
+    if source == "genai-prices" and engine.price_data is not None:
+        return f"{source}@{engine.price_data.version}"
+    return source
+
+
+def unpriced_reason(call: Call) -> str:
+    """``no_usage``: the span said nothing of tokens (fix the instrumentation); ``no_price``: the
+    usage is known but no price matched (add a price)."""
+    return "no_price" if call.usage_known else "no_usage"
+
+
+MISMATCH_FRACTION = Decimal("0.01")
+
+
+def book_differs(call: Call) -> bool:
+    """A provider-reported cost more than 1 % away from the price book's figure (no book price
+    counts as $0): the price book is wrong or missing for this model."""
+    if call.cost_source != "provider" or call.reported_cost is None:
+        return False
+    book = call.book_cost if call.book_cost is not None else _ZERO
+    return abs(call.reported_cost - book) > MISMATCH_FRACTION * call.reported_cost
 
 
 class _FreeTierApplies(Exception):
@@ -76,4 +110,5 @@ def price_if_stateless(engine: PriceEngine, call: Call) -> None:
     try:
         price_call(engine, call, _stateless)
     except Exception:  # _FreeTierApplies, or a pricing bug the pipeline will log and count
-        call.cost, call.priced, call.free_units = None, False, 0
+        call.cost, call.priced, call.free_units, call.book_cost, call.cost_source = None, False, 0, None, ""
+        call.book_mismatch = False

@@ -5,9 +5,9 @@ tier) are most of an export's CPU time and need no shared state, so on a machine
 they run in other processes while the main one dedupes, prices free-tier calls and records (which
 must stay in one place for exactly-once accounting). Payload bytes go out and plain tuples come
 back (``reading.packed``). A worker that dies makes that export retryable (UNAVAILABLE / 503) and
-the pool is replaced; nothing was recorded for it. Workers load the same price overrides as the
-main process and are replaced when it reloads them (SIGHUP); if a worker cannot load them it
-prices nothing and the main process prices everything.
+the pool is replaced; nothing was recorded for it. Workers load the same price overrides and price
+data cache as the main process and are replaced when it reloads them (SIGHUP); if a worker cannot
+load them it prices nothing and the main process prices everything.
 
 Workers die with the main process, even when it is killed with SIGKILL: on Linux the kernel sends
 them SIGKILL (``PR_SET_PDEATHSIG``), and everywhere a thread in each worker exits it once its
@@ -32,7 +32,7 @@ from typing import Any
 
 from aispend.exporter.config import ExporterConfig
 from aispend.exporter.reading import Batch, packed, prepare, read_payload, request_limits, unpacked
-from aispend.pricing import PriceBookError, PriceEngine, load_book
+from aispend.pricing import PriceBookError, PriceEngine, load_book, pricedata
 
 logger = logging.getLogger("aispend.exporter")
 _config = ExporterConfig()
@@ -72,7 +72,7 @@ def _init(config: ExporterConfig, parent: int | None = None, kernel_signal: bool
         _die_with(parent, kernel_signal)
     _config = config
     try:
-        engine = PriceEngine()
+        engine = PriceEngine(price_data=pricedata.load())  # the same cache the main process read
         _engine = engine.with_overrides(load_book(config.prices)) if config.prices else engine
     except (PriceBookError, OSError):
         _engine = None  # the main process counts the broken file and prices with its previous one

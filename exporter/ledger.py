@@ -66,6 +66,8 @@ CALL_COLUMNS = (
     "requests",
     "images",
     "cost_nusd",
+    "book_cost_nusd",
+    "cost_source",
     "priced",
     "estimated",
     "free_units",
@@ -78,13 +80,36 @@ CALL_COLUMNS = (
 )
 _TEXT_CALL_COLUMNS = frozenset(
     {"day", *LABEL_COLUMNS, "response_model", "kind", "status", "error_type", "trace_id", "span_id"}
-    | {"parent_span_id", "response_id", "instance"}
+    | {"parent_span_id", "response_id", "instance", "cost_source"}
 )
 # what the per-call log shows (the ledger's bookkeeping columns left out)
 _LOG_COLUMNS = tuple(
     c for c in CALL_COLUMNS if c not in ("day", "kind", "free_units", "parent_span_id", "response_id", "rank")
 )
-SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "requests", "images", "cost_nusd", "unpriced", "duration_s")
+SUM_COLUMNS = (
+    "calls",
+    *TOKEN_COLUMNS,
+    "requests",
+    "images",
+    "cost_nusd",
+    "unpriced",
+    "unpriced_no_usage",  # of unpriced: the span reported no usage (the rest: no price matched)
+    "cost_mismatch",  # provider-reported cost over 1 % away from the price book's
+    "repriced_nusd",  # what `aispend reprice` added to cost_nusd (counters restore without it)
+    "repriced_unpriced",  # what it added to unpriced (negative: calls it could price)
+    "duration_s",
+)
+# Columns added since: (table, column, SQL type and default, backfill or None). A ledger made before
+# them gains them at start; book_cost_nusd of older rows is their cost (they were all priced from
+# the price book), unpriced_no_usage of older daily rows 0 (not told apart).
+ADDED_COLUMNS = (
+    ("calls", "book_cost_nusd", "{integer} NOT NULL DEFAULT 0", "UPDATE calls SET book_cost_nusd = cost_nusd"),
+    ("calls", "cost_source", "TEXT NOT NULL DEFAULT ''", None),
+    ("daily", "unpriced_no_usage", "{integer} NOT NULL DEFAULT 0", None),
+    ("daily", "cost_mismatch", "{integer} NOT NULL DEFAULT 0", None),
+    ("daily", "repriced_nusd", "{integer} NOT NULL DEFAULT 0", None),
+    ("daily", "repriced_unpriced", "{integer} NOT NULL DEFAULT 0", None),
+)
 DAILY_KEY = ("instance", "day", *LABEL_COLUMNS, "status")
 # calls per duration bucket: bucket i < len(BUCKETS) is "at most BUCKETS[i]", the last "longer"
 DURATION_KEY = ("instance", "day", "provider", "model", "operation", "status", "bucket")
@@ -385,6 +410,11 @@ class Ledger:
     def _migrate(self, tx: Tx) -> None:
         """Bring a ledger written by an older aispend to SCHEMA_VERSION (before the schema runs)."""
         tables = {r[0] for r in tx.read(self._tables_sql())}
+        for table, column, kind, backfill in ADDED_COLUMNS:  # first: the copies below take them along
+            if table in tables and column not in self._columns(tx, table):
+                tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {kind.format(integer=self.dialect.integer)}")
+                if backfill:
+                    tx.run(backfill)
         if "calls" in tables and "instance" not in self._columns(tx, "calls"):
             logger.warning("upgrading the ledger at %s to schema %s", redacted(self.url), SCHEMA_VERSION)
             tx.run("ALTER TABLE calls ADD COLUMN instance TEXT NOT NULL DEFAULT ''")
@@ -590,7 +620,9 @@ class Ledger:
             agg[7] += c.images
             agg[8] += nano
             agg[9] += 0 if c.priced else 1
-            agg[10] += c.duration_s
+            agg[10] += 0 if c.priced or c.usage_known else 1
+            agg[11] += int(c.book_mismatch)
+            agg[14] += c.duration_s  # 12, 13: repriced_* start at 0
             bucket = (acc.instance, day, c.provider, c.model, c.operation, c.status, _bucket(c.duration_s))
             durations[bucket] = durations.get(bucket, 0) + 1
         # sorted keys: concurrent writers lock shared rows in one order, so they never deadlock
@@ -651,10 +683,12 @@ class Ledger:
 
     # -- restoring ------------------------------------------------------------------------------
     def totals(self, instance: str) -> Iterator[tuple[tuple[str, ...], str, dict[str, int], Decimal, int]]:
-        """(labels, status, token sums, cost, calls) per label set an instance counted: all time."""
+        """(labels, status, token sums, cost, calls) per label set an instance counted: all time, as
+        the counters counted them (a reprice's corrections left out: a counter never goes back)."""
         sql = (
             f"SELECT {', '.join(LABEL_COLUMNS)}, status, {_sum('calls')}, "
-            f"{', '.join(_sum(c) for c in TOKEN_COLUMNS)}, {_sum('cost_nusd')} FROM daily WHERE instance = ? "
+            f"{', '.join(_sum(c) for c in TOKEN_COLUMNS)}, {_sum('cost_nusd - repriced_nusd')} FROM daily "
+            "WHERE instance = ? "
             f"GROUP BY {', '.join(LABEL_COLUMNS)}, status"
         )
         for row in self._read(sql, (instance,)):
@@ -699,10 +733,24 @@ class Ledger:
                 slot[1][bucket] += int(count or 0)
         return [(labels, seconds, buckets) for labels, (seconds, buckets) in found.items()]  # type: ignore[misc]
 
-    def unpriced_totals(self, instance: str) -> list[tuple[str, str, int]]:
+    def unpriced_totals(self, instance: str) -> list[tuple[str, str, str, int]]:
+        """(provider, model, reason, calls) of an instance's unpriced calls: ``no_price`` / ``no_usage``."""
+        out = []
+        for provider, model, unpriced, no_usage in self._read(
+            f"SELECT provider, model, {_sum('unpriced - repriced_unpriced')}, {_sum('unpriced_no_usage')} FROM daily "
+            "WHERE instance = ? GROUP BY provider, model HAVING SUM(unpriced - repriced_unpriced) > 0",
+            (instance,),
+        ):
+            for reason, count in (("no_price", unpriced - no_usage), ("no_usage", no_usage)):
+                if count:
+                    out.append((provider, model, reason, count))
+        return out
+
+    def mismatch_totals(self, instance: str) -> list[tuple[str, str, int]]:
+        """(provider, model, calls) whose provider-reported cost was over 1 % from the price book's."""
         return self._read(
-            f"SELECT provider, model, {_sum('unpriced')} FROM daily WHERE instance = ? GROUP BY provider, model "
-            "HAVING SUM(unpriced) > 0",
+            f"SELECT provider, model, {_sum('cost_mismatch')} FROM daily WHERE instance = ? "
+            "GROUP BY provider, model HAVING SUM(cost_mismatch) > 0",
             (instance,),
         )
 
@@ -883,6 +931,8 @@ def _call_row(c: Call, instance: str) -> tuple[Any, ...]:
         c.requests,
         c.images,
         to_nano(c.cost),
+        to_nano(c.book_cost) if c.book_cost is not None else 0,
+        c.cost_source,
         int(c.priced),
         int(c.estimated),
         c.free_units,
@@ -930,8 +980,9 @@ def _call_from_json(text: str) -> Call:
     values = json.loads(text)
     for name in _BYTES_FIELDS:
         values[name] = bytes.fromhex(values[name])
-    if values.get("cost") is not None:
-        values["cost"] = Decimal(values["cost"])
+    for name in ("cost", "reported_cost", "book_cost"):  # Decimal fields
+        if values.get(name) is not None:
+            values[name] = Decimal(values[name])
     return Call(**{k: v for k, v in values.items() if k in _CALL_FIELDS})
 
 

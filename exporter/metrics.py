@@ -19,6 +19,7 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    InfoMetricFamily,
     Metric,
 )
 from prometheus_client.samples import Exemplar
@@ -30,6 +31,10 @@ TOKENS = "aispend_tokens"
 REQUESTS = "aispend_requests"
 DURATION = "aispend_request_duration_seconds"
 UNPRICED = "aispend_unpriced_requests"
+UNPRICED_REASONS = ("no_price", "no_usage")  # the reason label of UNPRICED
+COST_MISMATCH = "aispend_cost_mismatch"  # provider-reported cost vs the price book's, over 1 % apart
+PRICE_DATA = "aispend_price_data"  # exposed as aispend_price_data_info
+PRICE_DATA_LABELS = ("origin", "source", "version", "date")
 BUDGET_SPEND = "aispend_budget_spend_usd"
 BUDGET_LIMIT = "aispend_budget_limit_usd"
 SPANS_RECEIVED = "aispend_spans_received"
@@ -61,7 +66,9 @@ class UsageMetrics:
     def __init__(self, budget_samples: BudgetSamples | None = None) -> None:
         self.series: dict[LabelValues, list[Any]] = {}
         self.duration: dict[LabelValues, list[float]] = {}  # bucket counts..., sum, count
-        self.unpriced: dict[LabelValues, int] = {}
+        self.unpriced: dict[LabelValues, int] = {}  # (provider, model, reason) -> calls
+        self.cost_mismatch: dict[LabelValues, int] = {}  # (provider, model) -> calls
+        self.price_data: Callable[[], dict[str, str]] | None = None  # PRICE_DATA_LABELS -> values
         self.spans_received = 0
         self.rejected: dict[str, int] = {}
         self.deduplicated: dict[str, int] = {}
@@ -184,11 +191,23 @@ class UsageMetrics:
         yield hist
 
         unpriced = CounterMetricFamily(
-            UNPRICED, "Calls no price matched (their cost is counted as 0).", labels=("provider", "model")
+            UNPRICED,
+            "Calls counted at $0: no price matched (no_price) or the span reported no usage (no_usage).",
+            labels=("provider", "model", "reason"),
         )
         for labels, value in dict(self.unpriced).items():
             unpriced.add_metric(labels, value)
         yield unpriced
+        yield _counter(
+            COST_MISMATCH,
+            "Calls whose provider-reported cost differs from the price book's by more than 1 %.",
+            ("provider", "model"),
+            dict(self.cost_mismatch),
+        )
+        if self.price_data is not None:
+            info = InfoMetricFamily(PRICE_DATA, "The LLM price data in use (genai-prices format) and its date.")
+            info.add_metric((), self.price_data())
+            yield info
 
         if self.budget_samples is not None:
             spend = GaugeMetricFamily(BUDGET_SPEND, "Budget spend this calendar period.", labels=("budget", "period"))

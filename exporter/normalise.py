@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from aispend import providers
@@ -71,13 +72,17 @@ class Call:
     estimated: bool = False
     response_id: str = ""
     span_cost: float | None = None  # a cost the span already carried (OpenLIT); fallback only
+    reported_cost: Decimal | None = None  # the provider's own USD figure (gen_ai.usage.cost.source=provider)
     usage_known: bool = True  # False: an LLM call whose span carried no token counts at all
     from_aispend: bool = False
     scope: str = ""  # the instrumentation scope (tells an SDK's own span from a peer's)
     # filled in by pricing
-    cost: Any = None  # Decimal
+    cost: Any = None  # Decimal: what the call is counted at (the provider's figure when it gave one)
     priced: bool = False
     free_units: int = 0
+    book_cost: Decimal | None = None  # what the price book says it cost (None: no price matched)
+    cost_source: str = ""  # provider | override | book | genai-prices | span | no_price | no_usage | none
+    book_mismatch: bool = False  # a provider-reported cost over 1 % away from book_cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +143,25 @@ def _checked_count(name: str, value: Any, limit: int) -> int:
     if value > limit:
         raise _BadCount("absurd_token_count", f"{name} = {int(value)} exceeds max_tokens_per_call ({limit})")
     return int(value)
+
+
+def _money(value: Any, name: str) -> Decimal | Rejected:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return Rejected("bad_cost", f"{name} is not a number")
+    if not 0 <= value <= MAX_CALL_COST:  # also false for NaN
+        return Rejected("bad_cost", f"{name} {value!r} is negative, not finite or over ${MAX_CALL_COST:,}")
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _reported_cost(attrs: Mapping[str, Any]) -> Decimal | Rejected | None:
+    """The provider's own figure: ``gen_ai.usage.cost.amount`` in USD with source ``provider``. An
+    amount from any other source is a local price table's and is read as a span cost instead."""
+    amount = attrs.get(sc.GEN_AI_USAGE_COST_AMOUNT)
+    if amount is None or _text(attrs.get(sc.GEN_AI_USAGE_COST_SOURCE)).lower() != sc.COST_SOURCE_PROVIDER:
+        return None
+    if _text(attrs.get(sc.GEN_AI_USAGE_COST_CURRENCY)).upper() != "USD":
+        return None  # no exchange rates here: priced from the price book like any other call
+    return _money(amount, sc.GEN_AI_USAGE_COST_AMOUNT)
 
 
 def _openlit_guess(attrs: Mapping[str, Any], sdk: object) -> bool:
@@ -226,7 +250,13 @@ def normalise(
         input_tokens += cache_read + cache_write
     if reasoning > output_tokens:  # reported beside output rather than inside it
         output_tokens += reasoning
+    reported = _reported_cost(attrs)
+    if isinstance(reported, Rejected):
+        return reported
     span_cost = _first(attrs, sc.COST_CHAIN)
+    if span_cost is None and reported is None:
+        currency = _text(attrs.get(sc.GEN_AI_USAGE_COST_CURRENCY)).upper()
+        span_cost = attrs.get(sc.GEN_AI_USAGE_COST_AMOUNT) if currency in ("", "USD") else None
     if span_cost is not None:
         if isinstance(span_cost, bool) or not isinstance(span_cost, int | float):
             return Rejected("bad_cost", f"{sc.GEN_AI_USAGE_COST} is not a number")
@@ -265,6 +295,7 @@ def normalise(
         estimated=attrs.get(sc.AISPEND_USAGE_ESTIMATED) is True or _openlit_guess(attrs, sdk),
         response_id=_text(attrs.get(sc.GEN_AI_RESPONSE_ID)),
         span_cost=float(span_cost) if span_cost is not None else None,
+        reported_cost=reported,
         usage_known=usage_known or status != "ok",
         from_aispend=sc.AISPEND_SERVICE_KIND in attrs,
         scope=span.scope,

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from aispend.exporter.budgets import BudgetTracker
 from aispend.exporter.config import LABELS, ExporterConfig
-from aispend.exporter.costing import clean_labels, price_call, price_if_stateless
+from aispend.exporter.costing import clean_labels, price_call, price_if_stateless, unpriced_reason
 from aispend.exporter.decode_pool import DecodePool, DecodersUnavailable
 from aispend.exporter.labels import LabelBounds
 from aispend.exporter.ledger import Accounting, FreeUsed, Ledger, LedgerError, Outcome, is_ephemeral, open_ledger
@@ -117,10 +117,13 @@ class Pipeline:
                     status,
                 )
                 self.metrics.restore_duration(key, seconds, buckets)
-            for provider, model, count in self.ledger.unpriced_totals(self.instance):
-                key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model))
+            for provider, model, reason, count in self.ledger.unpriced_totals(self.instance):
+                key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model), reason)
                 self.metrics.unpriced[key] = self.metrics.unpriced.get(key, 0) + count
             self.bounds.series_overflows = 0  # calls are counted as they arrive, not again at restore
+            for provider, model, count in self.ledger.mismatch_totals(self.instance):
+                key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model))
+                self.metrics.cost_mismatch[key] = self.metrics.cost_mismatch.get(key, 0) + count
 
     def count_malformed(self, reason: str = "malformed_payload") -> None:
         """A whole export request that could not be decoded or was refused (the receivers answer it)."""
@@ -207,7 +210,7 @@ class Pipeline:
             raise
         except Exception:  # a pricing bug must not make the sender retry this batch forever
             logger.exception("pricing %s/%s failed; counted as unpriced", call.provider, call.price_model)
-            call.cost, call.priced = _ZERO, False
+            call.cost, call.priced, call.book_cost = _ZERO, False, None
             return None
 
     def _apply(self, calls: list[Call]) -> None:
@@ -218,5 +221,8 @@ class Pipeline:
             duration_key = (labels[1], labels[2], labels[3], c.status)
             metrics.add_call(labels, c.cost, tokens, c.status, duration_key, c.duration_s, c.trace_id)
             if not c.priced:
-                key = (labels[1], labels[2])
+                key = (labels[1], labels[2], unpriced_reason(c))
                 metrics.unpriced[key] = metrics.unpriced.get(key, 0) + 1
+            elif c.book_mismatch:
+                key = (labels[1], labels[2])
+                metrics.cost_mismatch[key] = metrics.cost_mismatch.get(key, 0) + 1

@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from aispend.exporter import queries
+from aispend.exporter import price_sources, queries
 from aispend.exporter.budgets import BudgetsError, BudgetsFile, BudgetTracker, load_budgets
 from aispend.exporter.config import ConfigError, ExporterConfig, parse_address
 from aispend.exporter.decode_pool import DecodePool
@@ -26,7 +26,7 @@ from aispend.exporter.ledger import Ledger, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline
 from aispend.exporter.tokens import read_tokens
-from aispend.pricing import PriceBookError, PriceEngine, load_book
+from aispend.pricing import PriceBookError, PriceEngine, load_book, pricedata
 
 logger = logging.getLogger("aispend.exporter")
 
@@ -57,7 +57,7 @@ class Exporter:
 
     def __post_init__(self) -> None:
         self.ledger: Ledger = open_ledger(self.config.ledger, writer=True)
-        self.engine = PriceEngine()
+        self.engine = PriceEngine(price_data=pricedata.bundled())
         self.reload_prices(at_start=True)
         self.budgets: BudgetTracker | None = None
         budgets_file = self._read_budgets(at_start=True)
@@ -68,6 +68,7 @@ class Exporter:
                 refresh=self.config.budget_refresh_seconds,
             )
         self.metrics = UsageMetrics(budget_samples=self.budgets.samples if self.budgets else None)
+        self.metrics.price_data = lambda: self.engine.price_data.labels()  # type: ignore[union-attr]
         self.decoders: DecodePool | None = None
         if self.config.decode_workers > 0:
             self.decoders = DecodePool(self.config)
@@ -84,14 +85,22 @@ class Exporter:
     # A broken file at start stops the start (running without it would silently drop its prices or
     # turn budget enforcement off while /healthz says ok); on SIGHUP the previous one stays.
     def reload_prices(self, at_start: bool = False) -> None:
-        if not self.config.prices:
-            return
-        try:
-            self.engine = self.engine.with_overrides(load_book(self.config.prices))
-        except PriceBookError as exc:
-            if at_start:
-                raise ConfigError(f"prices: {exc}") from None
-            self._error("prices", exc)
+        """The price data (``aispend prices update``'s cache, else bundled) and the overrides file."""
+        data, current = pricedata.load(), self.engine.price_data
+        if current is None or (data.origin, data.sha256) != (current.origin, current.sha256):
+            self.engine = self.engine.with_price_data(data)
+            logger.info("%s", data.describe())
+            if getattr(self, "ledger", None) is not None:
+                price_sources.record(self.ledger, data, time.time_ns())
+        if data.warning:
+            self._error("price_data", pricedata.PriceDataError(data.warning))
+        if self.config.prices:
+            try:
+                self.engine = self.engine.with_overrides(load_book(self.config.prices))
+            except PriceBookError as exc:
+                if at_start:
+                    raise ConfigError(f"prices: {exc}") from None
+                self._error("prices", exc)
         if hasattr(self, "pipeline"):
             self.pipeline.engine = self.engine
         if getattr(self, "decoders", None) is not None:

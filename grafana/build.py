@@ -296,7 +296,8 @@ def overview() -> dict:
             L,
             "Unpriced calls in range",
             f"sum({increase(UNPRICED, '')})",
-            description="Calls no price matched: their cost is missing from the totals (see the runbook).",
+            description="Calls no price matched or that reported no usage: their cost is missing from the totals "
+            "(see the runbook).",
         ),
     ]
     p.append(L.row("Where it goes"))
@@ -425,13 +426,14 @@ def overview() -> dict:
         by_label_instant(
             L,
             "bargauge",
-            "Unpriced calls by model",
-            f"sum by (provider, model) ({increase(UNPRICED, '')})",
-            "{{provider}} / {{model}}",
+            "Unpriced calls by model and reason",
+            f"sum by (provider, model, reason) ({increase(UNPRICED, '')})",
+            "{{provider}} / {{model}} ({{reason}})",
             "short",
             width=12,
             height=8,
-            description="Add a price override for these models: their calls are counted but cost nothing here.",
+            description="Counted at $0. no_price: add a price override for the model; no_usage: the spans carry no "
+            "token counts, fix the instrumentation (see the runbook).",
         ),
     ]
     p.append(L.row("Budgets"))

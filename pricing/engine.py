@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aispend.pricing import names
 from aispend.pricing.book import Discount, PriceBook, PriceEntry, load_book, shipped_book
 from aispend.pricing.compute import compute
 from aispend.pricing.library import LibraryModel, LibraryPrices
 from aispend.pricing.records import UNMATCHED, ZERO, CostBreakdown, FreeTier, PriceResult, Rates, Usage, UsageRecord
+
+if TYPE_CHECKING:
+    from aispend.pricing.pricedata import PriceData
 
 _CACHE_LIMIT = 20_000
 
@@ -76,20 +80,28 @@ class PriceEngine:
         overrides: PriceBook | None = None,
         book: PriceBook | None = None,
         library: LibraryPrices | None = None,
+        price_data: PriceData | None = None,
     ) -> None:
+        """``price_data``: the genai-prices data to use (``pricedata.load()``: the user's cache or
+        the bundled copy); without it, the bundled copy."""
         self.overrides = overrides or PriceBook()
         self.book = book if book is not None else shipped_book()
-        self.library = library or LibraryPrices()
+        self.price_data = price_data
+        self.library = library or LibraryPrices(price_data.snapshot if price_data is not None else None)
         self._cache: dict[tuple[str, str], _Resolution] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def from_files(cls, overrides_path: str | Path | None = None) -> PriceEngine:
-        return cls(overrides=load_book(overrides_path) if overrides_path else None)
+    def from_files(cls, overrides_path: str | Path | None = None, price_data: PriceData | None = None) -> PriceEngine:
+        return cls(overrides=load_book(overrides_path) if overrides_path else None, price_data=price_data)
 
     def with_overrides(self, overrides: PriceBook) -> PriceEngine:
         """A new engine sharing the (immutable) shipped book and library caches."""
-        return PriceEngine(overrides=overrides, book=self.book, library=self.library)
+        return PriceEngine(overrides=overrides, book=self.book, library=self.library, price_data=self.price_data)
+
+    def with_price_data(self, price_data: PriceData) -> PriceEngine:
+        """A new engine with other genai-prices data, the same overrides and shipped book."""
+        return PriceEngine(overrides=self.overrides, book=self.book, price_data=price_data)
 
     def resolve(self, provider: str, model: str) -> _Resolution:
         key = (provider, model)

@@ -57,7 +57,7 @@ def test_metrics_their_types_and_labels_match_the_exporter(tmp_path):
     assert set(documented) == set(exposed), "metrics in the contract but not exposed, or exposed but not documented"
     for name, (kind, labels) in documented.items():
         assert exposed[name] == kind, f"{name}: the contract says {kind}, the exporter exposes {exposed[name]}"
-        family = families[name.removesuffix("_total") if kind == "counter" else name]
+        family = families[name.removesuffix("_total") if kind == "counter" else name.removesuffix("_info")]
         code_labels = set(getattr(family, "_labelnames", ())) or {
             k for s in family.samples for k in s.labels if k not in ("le",)
         }

@@ -130,6 +130,17 @@ def num(value: Any) -> int | None:
     return int(value) if value >= 0 else None
 
 
+def set_reported_cost(attrs: Attributes, cost: Any) -> bool:
+    """The provider's own USD figure for the call (OpenRouter's ``usage.cost``), when it is a
+    finite non-negative number; the exporter prices the call at it."""
+    if isinstance(cost, bool) or not isinstance(cost, int | float) or not 0 <= cost < float("inf"):
+        return False
+    attrs[sc.GEN_AI_USAGE_COST_AMOUNT] = float(cost)
+    attrs[sc.GEN_AI_USAGE_COST_CURRENCY] = "USD"
+    attrs[sc.GEN_AI_USAGE_COST_SOURCE] = sc.COST_SOURCE_PROVIDER
+    return True
+
+
 def dig(obj: Any, *path: str) -> Any:
     for key in path:
         if not isinstance(obj, dict):

@@ -2,7 +2,9 @@
 
 Chat Completions, legacy Completions, the Responses API, Embeddings and Images; JSON and SSE.
 OpenAI's ``prompt_tokens`` already include cached tokens and ``completion_tokens`` include
-reasoning tokens, which is the GenAI convention, so they are copied as they are.
+reasoning tokens, which is the GenAI convention, so they are copied as they are. A ``usage.cost``
+(OpenRouter's USD figure for the call) is recorded as ``gen_ai.usage.cost.amount`` with source
+``provider``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from aispend.instrumentation.adapters.base import (
     event_json,
     finish_reasons,
     num,
+    set_reported_cost,
     set_usage,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
@@ -49,6 +52,8 @@ def _chat_usage(attrs: dict, usage: Any) -> bool:
     """Chat/Completions/Embeddings ``usage`` (prompt_tokens...) or Responses/Images (input_tokens...)."""
     if not isinstance(usage, dict):
         return False
+    # OpenRouter (and OpenAI-compatible hosts that copy it) put the call's USD cost beside the tokens
+    set_reported_cost(attrs, usage.get("cost"))
     if "prompt_tokens" in usage:
         return set_usage(
             attrs,

@@ -159,7 +159,7 @@ def test_bad_spans_are_rejected_and_the_rest_recorded():
 def test_unknown_model_is_recorded_as_unpriced():
     pipeline, metrics, ledger = make()
     pipeline.export(otlp_request([llm("openai", "gpt-9-turbo-ultra", 10, 10)]))
-    assert metrics.unpriced == {("openai", "gpt-9-turbo-ultra"): 1}
+    assert metrics.unpriced == {("openai", "gpt-9-turbo-ultra", "no_price"): 1}
     assert sum(metrics.requests.values()) == 1
     assert ledger.summary(__import__("aispend.exporter.ledger", fromlist=["Filters"]).Filters(), [])[0]["unpriced"] == 1
 

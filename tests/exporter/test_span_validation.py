@@ -119,7 +119,7 @@ def test_a_cost_past_bigint_is_unpriced_not_retried(ledger_url, tmp_path):
     pipeline = Pipeline(ExporterConfig(), engine, ledger, metrics)
     result = pipeline.export(otlp_request([gpt(), llm("openai", "gpt-4", 40_000_000, 1), gpt()]))
     assert result.recorded == 3
-    assert metrics.unpriced == {("openai", "gpt-4"): 1}
+    assert metrics.unpriced == {("openai", "gpt-4", "no_price"): 1}
     ledger.close()
 
 

@@ -116,6 +116,17 @@ def openai_chat_usage(u: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def openrouter_usage(u: dict[str, int], cost: float) -> dict[str, Any]:
+    """OpenRouter's Chat Completions ``usage``: OpenAI's fields plus what the call cost in USD
+    (``cost``, in credits = USD) and ``cost_details``, as https://openrouter.ai/docs/use-cases/usage-accounting
+    shows them."""
+    usage = openai_chat_usage(u)
+    usage["cost"] = cost
+    usage["is_byok"] = False
+    usage["cost_details"] = {"upstream_inference_cost": None}
+    return usage
+
+
 def openai_legacy_usage(u: dict[str, int]) -> dict[str, int]:
     """Legacy Completions ``usage`` (no detail objects)."""
     return {

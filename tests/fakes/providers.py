@@ -16,6 +16,8 @@ Knobs (per instance, or per request with a header):
 * faults: ``fake.fault = "http_429"``; header ``x-fake-fault: truncate`` (see ``FAULTS``).
 * streams: ``fake.stream_chunks`` text pieces, ``fake.chunk_delay`` seconds between SSE events.
 * ``fake.gzip = True``: gzip non-streaming JSON when the client accepts it.
+* ``fake.openrouter_cost``: the USD figure OpenRouter reports in ``usage.cost`` (under ``/openrouter``,
+  which always sends usage, also in streams, as OpenRouter does).
 
 Streams use ``Transfer-Encoding: chunked`` and write each event as its own chunk, so clients
 see events as they are produced.
@@ -107,6 +109,7 @@ class FakeProviders(more_providers.MoreProviders):
                 ("POST", r"/openai/v1/embeddings", self._openai_embeddings),
                 ("POST", r"/openai/v1/images/generations", self._openai_images),
                 ("GET", r"/openai/images/[\w-]+\.png", self._openai_image_file),
+                ("POST", r"/openrouter/api/v1/chat/completions", self._openrouter_chat),
                 ("POST", r"/azure/openai/deployments/(?P<deployment>[^/]+)/chat/completions", self._openai_chat),
                 ("POST", r"/azure/openai/deployments/(?P<deployment>[^/]+)/completions", self._openai_completions),
                 ("POST", r"/azure/openai/deployments/(?P<deployment>[^/]+)/embeddings", self._openai_embeddings),
@@ -175,6 +178,7 @@ class FakeProviders(more_providers.MoreProviders):
         self.slow_seconds = 2.0
         #: Azure deployment name -> underlying model (unknown deployments: alias map, then gpt-4o).
         self.azure_deployments: dict[str, str] = {}
+        self.openrouter_cost = 0.000123
         self._usage = copy.deepcopy({**p.DEFAULT_USAGE, **more_providers.USAGE})
         self._more_reset()
         self.clear()
@@ -220,6 +224,7 @@ class FakeProviders(more_providers.MoreProviders):
 
     openai_base = property(lambda self: self.url + "/openai/v1", doc="``OpenAI(base_url=...)``")
     anthropic_base = property(lambda self: self.url + "/anthropic", doc="``Anthropic(base_url=...)``")
+    openrouter_base = property(lambda self: self.url + "/openrouter/api/v1", doc="``OpenAI(base_url=...)``")
     azure_base = property(lambda self: self.url + "/azure", doc="``AzureOpenAI(azure_endpoint=...)``")
     gemini_base = property(lambda self: self.url + "/gemini")
     vertex_base = property(lambda self: self.url + "/vertex", doc="Vertex AI: ``{base}/v1/projects/...``")
@@ -378,6 +383,27 @@ class FakeProviders(more_providers.MoreProviders):
         text = p.reply_text("openai")
         completion = p.openai_chat_completion(id=cid, model=model, text=text, usage=usage, created=created, azure=azure)
         return _json_reply(completion, headers=self._openai_headers())
+
+    def _openrouter_chat(self, req: RecordedRequest, params: dict[str, str]) -> _Reply:
+        """OpenRouter: OpenAI's format with ``provider/model`` ids, answered as asked, and the cost in usage."""
+        body = self._body(req)
+        model = str(body.get("model") or "")
+        if "/" not in model:
+            raise _BadRequest(f"{model} is not a valid model ID")
+        usage = p.openrouter_usage(self._usage_for("openai", req), self.openrouter_cost)
+        cid, created = f"gen-fake-{self._next_id()}", int(time.time())
+        headers = {"x-generation-id": cid}
+        if body.get("stream"):
+            chunks = p.openai_chat_chunks(
+                id=cid, model=model, pieces=self._pieces("openai"), usage=None, created=created
+            )
+            last = chunks[-1] | {"choices": [], "usage": usage}
+            return _sse_reply([*map(p.sse, chunks), p.sse(last), p.sse("[DONE]")], headers)
+        completion = p.openai_chat_completion(
+            id=cid, model=model, text=p.reply_text("openai"), usage=self._usage_for("openai", req), created=created
+        )
+        completion["usage"] = usage
+        return _json_reply(completion, headers=headers)
 
     def _openai_completions(self, req: RecordedRequest, params: dict[str, str]) -> _Reply:
         body = self._body(req)

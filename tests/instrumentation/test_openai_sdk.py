@@ -299,3 +299,45 @@ def test_content_capture_is_opt_in(fake):
         assert "gen_ai.input.messages" in streamed.attributes
     finally:
         h.instrumentor.uninstrument()
+
+
+# --- provider-reported cost (OpenRouter's usage.cost) -------------------------------------------
+REPORTED = {
+    "gen_ai.usage.cost.amount": 0.000123,
+    "gen_ai.usage.cost.currency": "USD",
+    "gen_ai.usage.cost.source": "provider",
+}
+
+
+@pytest.fixture
+def routed(fake):
+    fake.reset()
+    h = instrument(fake, provider_urls=f"openrouter={fake.openrouter_base}")
+    try:
+        yield h
+    finally:
+        h.instrumentor.uninstrument()
+
+
+def test_openrouter_reported_cost(routed):
+    c = openai.OpenAI(base_url=routed.fake.openrouter_base, api_key="sk-or-v1-test0000", max_retries=0)
+    reply = c.chat.completions.create(model="deepseek/deepseek-chat", messages=MESSAGES)
+    assert reply.usage.model_extra["cost"] == 0.000123  # the SDK sees OpenRouter's field as sent
+    attrs = routed.attrs()
+    assert_attrs(attrs, {**USAGE, **REPORTED, "gen_ai.provider.name": "openrouter"})
+    assert attrs["gen_ai.response.model"] == "deepseek/deepseek-chat"
+
+
+def test_openrouter_reported_cost_in_stream(routed):
+    routed.fake.openrouter_cost = 0.5
+    c = openai.OpenAI(base_url=routed.fake.openrouter_base, api_key="sk-or-v1-test0000", max_retries=0)
+    chunks = list(c.chat.completions.create(model="deepseek/deepseek-chat", messages=MESSAGES, stream=True))
+    assert chunks[-1].usage.model_extra["cost"] == 0.5
+    attrs = routed.attrs()
+    assert_attrs(attrs, {**USAGE, **REPORTED, "gen_ai.usage.cost.amount": 0.5, "gen_ai.request.stream": True})
+    assert "aispend.usage.estimated" not in attrs
+
+
+def test_no_cost_attributes_without_a_reported_cost(harness):
+    client(harness).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert not {k for k in harness.attrs() if k.startswith("gen_ai.usage.cost")}
