@@ -501,7 +501,7 @@ def _hourly(ledger: Ledger, filters: Filters) -> dict[int, dict[str, int]]:
     return out
 
 
-_labels_cache: dict[int, tuple[float, int, dict[str, list[str]]]] = {}
+_labels_cache: weakref.WeakKeyDictionary[Ledger, tuple[float, int, dict[str, list[str]]]] = weakref.WeakKeyDictionary()
 LABELS_TTL_S = 30.0
 
 
@@ -511,7 +511,7 @@ def labels(ledger: Ledger, raw: Mapping[str, Any]) -> dict[str, list[str]]:
     within half a minute."""
     params = check_params(raw, LABELS_PARAMS)
     limit = parse_limit(params, 500)
-    cached = _labels_cache.get(id(ledger))
+    cached = _labels_cache.get(ledger)
     if cached is not None and cached[0] > time.monotonic() and cached[1] == limit:
         return cached[2]
     few = [c for c in FILTER_COLUMNS if c not in ("customer", "key")]
@@ -521,7 +521,7 @@ def labels(ledger: Ledger, raw: Mapping[str, Any]) -> dict[str, list[str]]:
         rows = ledger._read(f"SELECT DISTINCT {column} FROM daily ORDER BY {column} LIMIT ?", (limit,))
         out[column] = [r[0] for r in rows]
     out = {c: out[c] for c in FILTER_COLUMNS}
-    _labels_cache[id(ledger)] = (time.monotonic() + LABELS_TTL_S, limit, out)
+    _labels_cache[ledger] = (time.monotonic() + LABELS_TTL_S, limit, out)
     return out
 
 
