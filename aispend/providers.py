@@ -7,6 +7,8 @@ Shared by the instrumentation (which host is which provider) and the exporter (n
 
 from __future__ import annotations
 
+import re
+
 # Public API hosts -> provider name (gen_ai.provider.name).
 HOSTS = {
     "api.openai.com": "openai",
@@ -25,11 +27,18 @@ HOSTS = {
     "api.x.ai": "x_ai",
     "api.fireworks.ai": "fireworks",
     "api.perplexity.ai": "perplexity",
+    "api.cohere.com": "cohere",
+    "api.cohere.ai": "cohere",
 }
 HOST_SUFFIXES = (
     (".openai.azure.com", "azure.ai.openai"),
     (".cognitiveservices.azure.com", "azure.ai.openai"),
     ("-aiplatform.googleapis.com", "gcp.vertex_ai"),
+)
+# Regional hosts matched by pattern: bedrock-runtime.{region}.amazonaws.com, its -fips twin,
+# VPC endpoints (vpce-….bedrock-runtime.{region}.vpce.amazonaws.com) and China (.amazonaws.com.cn).
+HOST_PATTERNS = (
+    (re.compile(r"(?:^|\.)bedrock-runtime(?:-fips)?\.[a-z0-9-]+\.(?:vpce\.)?amazonaws\.com(?:\.cn)?$"), "aws.bedrock"),
 )
 
 # Older or vendor spellings of provider names -> the GenAI convention's names.
@@ -75,5 +84,8 @@ def from_host(host: str | None) -> str:
         return found
     for suffix, provider in HOST_SUFFIXES:
         if host.endswith(suffix):
+            return provider
+    for pattern, provider in HOST_PATTERNS:
+        if pattern.search(host):
             return provider
     return ""

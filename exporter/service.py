@@ -18,13 +18,14 @@ from prometheus_client import CollectorRegistry
 
 from aispend.exporter import queries
 from aispend.exporter.budgets import BudgetsError, BudgetsFile, BudgetTracker, load_budgets
-from aispend.exporter.config import ExporterConfig, parse_address
+from aispend.exporter.config import ConfigError, ExporterConfig, parse_address
 from aispend.exporter.decode_pool import DecodePool
 from aispend.exporter.grpc_receiver import serve_grpc
 from aispend.exporter.http_server import Api, serve_api, serve_otlp_http
 from aispend.exporter.ledger import Ledger, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline
+from aispend.exporter.tokens import read_tokens
 from aispend.pricing import PriceBookError, PriceEngine, load_book
 
 logger = logging.getLogger("aispend.exporter")
@@ -55,16 +56,16 @@ class Exporter:
     config_errors: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ledger: Ledger | None = open_ledger(self.config.ledger)
+        self.ledger: Ledger = open_ledger(self.config.ledger, writer=True)
         self.engine = PriceEngine()
-        self.reload_prices()
+        self.reload_prices(at_start=True)
         self.budgets: BudgetTracker | None = None
-        budgets_file = self._read_budgets()
+        budgets_file = self._read_budgets(at_start=True)
         if budgets_file is not None or self.config.budgets:
             self.budgets = BudgetTracker(
                 budgets_file or BudgetsFile(timezone=self.config.timezone),
-                spend_since=self.ledger.spend_since if self.ledger else None,
-                overrides=self.ledger.budget_overrides() if self.ledger else None,
+                self.ledger,
+                refresh=self.config.budget_refresh_seconds,
             )
         self.metrics = UsageMetrics(budget_samples=self.budgets.samples if self.budgets else None)
         self.decoders: DecodePool | None = None
@@ -80,24 +81,30 @@ class Exporter:
         self.config_errors[name] = self.config_errors.get(name, 0) + 1
         logger.error("%s; keeping the previous %s", exc, name)
 
-    def reload_prices(self) -> None:
+    # A broken file at start stops the start (running without it would silently drop its prices or
+    # turn budget enforcement off while /healthz says ok); on SIGHUP the previous one stays.
+    def reload_prices(self, at_start: bool = False) -> None:
         if not self.config.prices:
             return
         try:
             self.engine = self.engine.with_overrides(load_book(self.config.prices))
         except PriceBookError as exc:
+            if at_start:
+                raise ConfigError(f"prices: {exc}") from None
             self._error("prices", exc)
         if hasattr(self, "pipeline"):
             self.pipeline.engine = self.engine
         if getattr(self, "decoders", None) is not None:
             self.decoders.reload()
 
-    def _read_budgets(self) -> BudgetsFile | None:
+    def _read_budgets(self, at_start: bool = False) -> BudgetsFile | None:
         if not self.config.budgets:
             return None
         try:
             return load_budgets(self.config.budgets)
         except BudgetsError as exc:
+            if at_start:
+                raise ConfigError(f"budgets: {exc}") from None
             self._error("budgets", exc)
             return None
 
@@ -114,25 +121,26 @@ class Exporter:
         self.pipeline.restore()
         if self.decoders is not None:
             self.decoders.warm_up()
-        if self.ledger is not None:
-            self.ledger.prune(self.config.retention_days, time.time_ns())
+        self.ledger.prune(self.config.retention_days, time.time_ns())
         cfg = self.config
         tls = _tls_context(cfg)
         if cfg.otlp_grpc:
             creds = _tls_pair(cfg)
-            server, port = serve_grpc(self.pipeline, cfg.otlp_grpc, cfg.auth_token, creds)
+            large_slots = max(2, cfg.decode_workers)  # large exports read at once: more only with more cores
+            server, port = serve_grpc(self.pipeline, cfg.otlp_grpc, cfg.auth_token, creds, large_slots)
             self._servers.append(("grpc", server))
             self.ports["otlp_grpc"] = port
         if cfg.otlp_http:
             host, port = parse_address(cfg.otlp_http)
-            server, port = serve_otlp_http(self.pipeline, host, port, cfg.auth_token, tls)
+            server, port = serve_otlp_http(self.pipeline, host, port, cfg.auth_token, tls, cfg.request_timeout)
             self._servers.append(("http", server))
             self.ports["otlp_http"] = port
         host, port = parse_address(cfg.metrics)
-        server, port = serve_api(self._api(), host, port, tls)
+        server, port = serve_api(self._api(), host, port, tls, cfg.request_timeout)
         self._servers.append(("http", server))
         self.ports["metrics"] = port
         threading.Thread(target=self._housekeeping, name="aispend-retention", daemon=True).start()
+        threading.Thread(target=self._settling, name="aispend-settle", daemon=True).start()
 
     def _api(self) -> Api:
         ledger, tz = self.ledger, self.config.timezone
@@ -146,27 +154,31 @@ class Exporter:
             series=(lambda p: queries.series(ledger, p, tz=tz)) if ledger else None,
             labels=(lambda p: queries.labels(ledger, p)) if ledger else None,
             admin_token=self.config.admin_token,
-            # the read token (if the config has one) guards the JSON API and the console's data;
-            # without one the OTLP token guards the per-call and per-customer reports, and
-            # /v1/budgets stays as open as before (the instrumentation's budget guard polls it)
-            read_token=getattr(self.config, "read_token", None) or self.config.auth_token,
-            budgets_token=getattr(self.config, "read_token", None),
+            read_tokens=read_tokens(self.config),
+            problem=ledger.problem if ledger else None,
         )
 
     def _change_budget(self, name: str, amount: Decimal | None, reset: bool) -> dict[str, Any]:
         assert self.budgets is not None
-        persisted = self.budgets.override(name, amount, reset)
-        if self.ledger is not None:
-            self.ledger.set_budget_override(name, *persisted)
+        self.budgets.override(name, amount, reset)
         return next(b for b in self.budgets.as_json() if b["name"] == name)
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(3600):
-            if self.ledger is not None:
-                try:
-                    self.ledger.prune(self.config.retention_days, time.time_ns())
-                except Exception:
-                    logger.exception("retention pruning failed")
+            try:
+                self.ledger.prune(self.config.retention_days, time.time_ns())
+            except Exception:
+                logger.exception("retention pruning failed")
+
+    def _settling(self) -> None:
+        """Count spans that waited long enough for a better span of their call (any replica may)."""
+        interval = min(1.0, max(self.config.settle_seconds / 4, 0.05))
+        while not self._stop.wait(interval):
+            try:
+                while self.pipeline.settle() >= 2000:  # a backlog: keep going
+                    pass
+            except Exception as exc:  # the ledger is away: the next round tries again
+                logger.warning("settling pending spans failed: %s", exc)
 
     def stop(self, grace: float = 5.0) -> None:
         self._stop.set()
@@ -179,8 +191,7 @@ class Exporter:
         self._servers.clear()
         if self.decoders is not None:
             self.decoders.shutdown()
-        if self.ledger is not None:
-            self.ledger.close()
+        self.ledger.close()
 
 
 def _tls_pair(cfg: ExporterConfig) -> tuple[bytes, bytes] | None:

@@ -12,9 +12,10 @@ or directly::
     AiSpendInstrumentor().instrument(tracer_provider=provider)
 
 Calls are captured at the HTTP-client layer (``httpx`` and ``httpx2`` sync and async, which the
-``openai`` and ``anthropic`` SDKs use, ``requests`` and ``aiohttp``), so any SDK version and raw
-HTTP calls are covered. Each call to OpenAI (and Azure OpenAI and OpenAI-compatible hosts), Anthropic,
-Gemini, Serper, Tavily, Brave Search or Unsplash becomes a CLIENT span named
+``openai`` and ``anthropic`` SDKs use, ``requests``, ``aiohttp``, and botocore's urllib3 session,
+which boto3 uses), so any SDK version and raw HTTP calls are covered. Each call to OpenAI (and Azure
+OpenAI and OpenAI-compatible hosts), Anthropic, Gemini, AWS Bedrock, Cohere, Ollama, Serper, Tavily,
+Brave Search or Unsplash becomes a CLIENT span named
 ``"{operation} {model}"`` with ``gen_ai.*`` usage attributes and ``aispend.feature`` /
 ``aispend.customer`` / ``aispend.key`` attribution. The key attribute is an alias or a
 fingerprint (``sk-…a1b2``), never the secret; prompt and completion text are recorded only when
@@ -26,7 +27,8 @@ Settings (keyword argument to ``instrument()`` or environment variable):
   openai=http://127.0.0.1:8000/v1"``; unknown provider names speak the OpenAI wire format.
 - ``key_aliases`` / ``AISPEND_KEY_ALIASES``: ``"sk-…a1b2=prod-backend"``.
 - ``AISPEND_FEATURE``, ``AISPEND_CUSTOMER``, ``AISPEND_KEY``: default attribution.
-- ``budgets_url`` / ``AISPEND_BUDGETS_URL``: enable the budget guard (see ``aispend.budgets``).
+- ``budgets_url`` / ``AISPEND_BUDGETS_URL``: enable the budget guard (see ``aispend.budgets``);
+  ``budgets_token`` / ``AISPEND_BUDGETS_TOKEN``: the bearer token it reads them with.
 
 Latency: the calling thread only routes the request and keeps references to the bytes; parsing
 and span creation run on one background thread per process (``aispend-recorder``), mostly while
@@ -104,6 +106,11 @@ class AiSpendInstrumentor(BaseInstrumentor):
         requests = _optional("requests")
         if requests is not None:
             self._wrap(requests.Session, "send", requests_session.send(self.recorder))
+        botocore = _optional("botocore.httpsession")
+        if botocore is not None:  # boto3 (AWS Bedrock) sends through botocore's own urllib3 session
+            from aispend.instrumentation.hooks import botocore_session
+
+            self._wrap(botocore.URLLib3Session, "send", botocore_session.send(self.recorder))
         aiohttp = _optional("aiohttp")
         if aiohttp is not None:
             from aispend.instrumentation.hooks import aiohttp_client
@@ -141,9 +148,12 @@ class AiSpendInstrumentor(BaseInstrumentor):
 
 _SETTINGS = (
     "provider_urls",
+    "provider_names",
+    "attribution_headers",
     "key_aliases",
     "capture_content",
     "budgets_url",
+    "budgets_token",
     "budgets_refresh_seconds",
     "budgets_fail_closed",
     "record_inline",

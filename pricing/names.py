@@ -39,6 +39,7 @@ _PROVIDER_IDS = {
     "fireworks_ai": "fireworks",
     "openrouter": "openrouter",
     "cerebras": "cerebras",
+    "ollama": "ollama",  # self-hosted: priced by the price book ($0) or an override, never by another vendor
 }
 
 # Routers whose model ids carry the upstream provider as a prefix that must be kept.

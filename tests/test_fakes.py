@@ -297,7 +297,7 @@ def test_set_usage_and_per_request_header(fake, oai, claude):
     with pytest.raises(ValueError, match="unknown openai usage keys"):
         fake.set_usage("openai", input_tokens=1)
     with pytest.raises(ValueError, match="unknown usage provider"):
-        fake.set_usage("cohere", tokens=1)
+        fake.set_usage("nosuch", tokens=1)
     fake.reset()
     assert (
         fake.usage("openai")
@@ -457,7 +457,7 @@ def test_not_json_and_slow_faults(fake, oai):
     fake.fault = None
     with pytest.raises(ValueError, match="unknown fault"):
         fake.fault = "explode"
-    assert {"not_json", "truncate", "http_429", "http_500", "http_400", "slow", "reset"} == FAULTS
+    assert {"not_json", "truncate", "http_429", "http_500", "http_400", "slow", "reset", "error_200"} == FAULTS
 
 
 def test_anthropic_faults(fake, claude):

@@ -17,7 +17,7 @@ def test_the_console_url_comes_first_and_answers(tmp_path):
         otlp_http=free_port(),
         metrics=free_port(),
     )
-    lines = banner(config, prometheus=False, alertmanager=False)
+    lines = banner(config, prometheus=False, alertmanager=False, ledger=tmp_path / "aispend.sqlite")
     match = re.match(r"aispend console\s+(http://127\.0\.0\.1:(\d+)/)\s", lines[0])
     assert match and int(match.group(2)) == config.metrics, lines[0]
     assert any("apt-get install prometheus" in line for line in lines)

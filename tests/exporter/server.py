@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,8 +35,10 @@ def running(**config) -> Iterator[Exporter]:
         exporter.stop(grace=0.5)
 
 
-def scrape(port: int, openmetrics: bool = False) -> str:
+def scrape(port: int, openmetrics: bool = False, token: str | None = None) -> str:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     if openmetrics:
         request.add_header("Accept", "application/openmetrics-text; version=1.0.0")
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -97,8 +100,16 @@ class ServeProcess:
                     "otlp_http": int(http_port.group(1)) if http_port else 0,
                     "metrics": int(metrics_port.group(1)),
                 }
+                # keep reading its output, so a chatty server never blocks on a full pipe
+                self.output: list[str] = []
+                threading.Thread(target=self._drain, daemon=True).start()
                 return self
         raise RuntimeError("aispend serve did not report its ports in 30 s")
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None
