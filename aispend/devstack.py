@@ -247,6 +247,34 @@ def _require_free(what: str, *ports: int) -> None:
                 )
 
 
+def banner(cfg: StackConfig, prometheus: bool, alertmanager: bool, ledger: Path) -> list[str]:
+    """What `make run` prints: the console first, since it is what a new user opens."""
+    api = f"http://127.0.0.1:{cfg.metrics}"
+    lines = [
+        f"aispend console   {api}/  (spend, calls, models, features, customers, keys, budgets)",
+        f"aispend exporter  OTLP gRPC 127.0.0.1:{cfg.otlp_grpc}, OTLP/HTTP http://127.0.0.1:{cfg.otlp_http}/v1/traces",
+        f"                  metrics   {api}/metrics, budgets {api}/v1/budgets",
+    ]
+    if prometheus:
+        lines.append(f"Prometheus        http://127.0.0.1:{cfg.prometheus}  (rules and alerts from prometheus/rules)")
+    else:
+        lines.append("Prometheus        not installed: apt-get install prometheus")
+    if alertmanager:
+        lines.append(
+            f"Alertmanager      http://127.0.0.1:{cfg.alertmanager}  (routing from prometheus/alertmanager.yml)"
+        )
+    else:
+        lines.append("Alertmanager      not installed: apt-get install prometheus-alertmanager")
+    return [
+        *lines,
+        "Grafana           docker compose up (compose.yaml provisions the dashboards; the console needs none)",
+        f"ledger            {ledger}  (aispend usage reads it)",
+        f"logs              {cfg.workdir}",
+        "instrument an app: OTEL_SERVICE_NAME=my-app opentelemetry-instrument python app.py",
+        "Ctrl-C stops everything.",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", default=str(REPO / ".run"), help="logs and Prometheus data (default .run/)")
@@ -264,27 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     try:
         stack.start_exporter()
-        lines = [
-            f"aispend console   http://127.0.0.1:{stack.config.metrics}/  (spend, calls, customers, keys, budgets)",
-            "aispend exporter  OTLP gRPC 127.0.0.1:4317, OTLP/HTTP http://127.0.0.1:4318/v1/traces",
-            "                  metrics   http://127.0.0.1:9464/metrics, budgets http://127.0.0.1:9464/v1/budgets",
-        ]
-        if stack.start_prometheus():
-            lines.append("Prometheus        http://127.0.0.1:9090  (rules and alerts from prometheus/rules)")
-        else:
-            lines.append("Prometheus        not installed: apt-get install prometheus")
-        if stack.start_alertmanager():
-            lines.append("Alertmanager      http://127.0.0.1:9093  (routing from prometheus/alertmanager.yml)")
-        else:
-            lines.append("Alertmanager      not installed: apt-get install prometheus-alertmanager")
-        lines += [
-            "Grafana           docker compose up (compose.yaml provisions the dashboards; the console needs none)",
-            f"ledger            {stack.ledger_path()}  (aispend usage reads it)",
-            f"logs              {args.workdir}",
-            "instrument an app: OTEL_SERVICE_NAME=my-app opentelemetry-instrument python app.py",
-            "Ctrl-C stops everything.",
-        ]
-        print("\n".join(lines), flush=True)
+        prometheus, alertmanager = stack.start_prometheus(), stack.start_alertmanager()
+        print("\n".join(banner(stack.config, prometheus, alertmanager, stack.ledger_path())), flush=True)
         while all(p.poll() is None for p in stack.procs.values()):
             time.sleep(1)
         print("a process exited; see its log in", args.workdir, file=sys.stderr)

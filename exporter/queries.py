@@ -23,7 +23,15 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aispend.exporter.budgets import period_bounds
-from aispend.exporter.ledger import _LOG_COLUMNS, FILTER_COLUMNS, TOKEN_COLUMNS, Filters, Ledger, from_nano
+from aispend.exporter.ledger import (
+    _LOG_COLUMNS,
+    FILTER_COLUMNS,
+    TOKEN_COLUMNS,
+    Filters,
+    Ledger,
+    from_nano,
+    utc_day,
+)
 
 MAX_LIMIT = 10_000  # rows any one request may ask for
 DEFAULT_CALLS_LIMIT = 100
@@ -159,8 +167,7 @@ def group_columns(text: str | None) -> list[str]:
 # -- money -----------------------------------------------------------------------------------------
 def usd(nano: int | None) -> str:
     """Exact dollars from nano-dollars, as the seeds print them (``0.009``, ``0``)."""
-    text = format(from_nano(nano).normalize(), "f")
-    return text
+    return format(from_nano(nano).normalize(), "f")
 
 
 def usd6(value: Decimal) -> str:
@@ -223,8 +230,6 @@ class ClosedDays:
         self, ledger: Ledger, filters: Filters, group_by: Sequence[str], until_ns: int
     ) -> dict[tuple[Any, ...], tuple[int, ...]]:
         """The daily totals' sums over whole days from ``filters.since_ns`` to ``until_ns``."""
-        from aispend.exporter.ledger import utc_day
-
         since = utc_day(filters.since_ns) if filters.since_ns is not None else ""
         key = (since, utc_day(until_ns), tuple(group_by), tuple(sorted((filters.equals or {}).items())))
         with self._lock:
@@ -496,7 +501,7 @@ def _hourly(ledger: Ledger, filters: Filters) -> dict[int, dict[str, int]]:
     return out
 
 
-_labels_cache: dict[int, tuple[float, int, dict[str, list[str]]]] = {}
+_labels_cache: weakref.WeakKeyDictionary[Ledger, tuple[float, int, dict[str, list[str]]]] = weakref.WeakKeyDictionary()
 LABELS_TTL_S = 30.0
 
 
@@ -506,7 +511,7 @@ def labels(ledger: Ledger, raw: Mapping[str, Any]) -> dict[str, list[str]]:
     within half a minute."""
     params = check_params(raw, LABELS_PARAMS)
     limit = parse_limit(params, 500)
-    cached = _labels_cache.get(id(ledger))
+    cached = _labels_cache.get(ledger)
     if cached is not None and cached[0] > time.monotonic() and cached[1] == limit:
         return cached[2]
     few = [c for c in FILTER_COLUMNS if c not in ("customer", "key")]
@@ -516,11 +521,22 @@ def labels(ledger: Ledger, raw: Mapping[str, Any]) -> dict[str, list[str]]:
         rows = ledger._read(f"SELECT DISTINCT {column} FROM daily ORDER BY {column} LIMIT ?", (limit,))
         out[column] = [r[0] for r in rows]
     out = {c: out[c] for c in FILTER_COLUMNS}
-    _labels_cache[id(ledger)] = (time.monotonic() + LABELS_TTL_S, limit, out)
+    _labels_cache[ledger] = (time.monotonic() + LABELS_TTL_S, limit, out)
     return out
 
 
 # -- budgets ---------------------------------------------------------------------------------------
+# (enforce mode, spent) -> what enforcement does now, in the console's words
+_ENFORCEMENT = {
+    ("true", False): "armed: blocks at 100%",
+    ("true", True): "blocking calls",
+    ("warn", False): "armed: warns at 100%",
+    ("warn", True): "warning (calls go through)",
+    ("false", False): "alert only",
+    ("false", True): "alert only",
+}
+
+
 def budgets(states: list[dict[str, Any]], now: datetime | None = None) -> list[dict[str, Any]]:
     """The budgets' JSON with what the console shows: a straight-line forecast of the spend at the
     period's end, the thresholds crossed, and what enforcement is doing now."""
@@ -541,23 +557,6 @@ def budgets(states: list[dict[str, Any]], now: datetime | None = None) -> list[d
         b["forecast_pct"] = round(float(forecast / limit * 100), 2) if limit else 0.0
         b["thresholds_crossed"] = [t for t in b["thresholds"] if pct >= t]
         b["period_elapsed_pct"] = round(min(elapsed / length, 1.0) * 100, 2)
-        exhausted = bool(b["exhausted"])
-        b["enforcement"] = (
-            (
-                "blocking calls"
-                if b["enforce"] == "true"
-                else "warning (calls go through)"
-                if b["enforce"] == "warn"
-                else "alert only"
-            )
-            if exhausted
-            else (
-                "armed: blocks at 100%"
-                if b["enforce"] == "true"
-                else "armed: warns at 100%"
-                if b["enforce"] == "warn"
-                else "alert only"
-            )
-        )
+        b["enforcement"] = _ENFORCEMENT[(b["enforce"], bool(b["exhausted"]))]
         out.append(b)
     return out
