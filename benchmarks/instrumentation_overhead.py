@@ -14,10 +14,12 @@ before its CPU of all threads is read, so deferred work (aispend's recording thr
 processor's thread) counts where it belongs.
 
 Run: .venv/bin/python benchmarks/instrumentation_overhead.py [--calls 2000]
-Peers: openai-v2 is in the dev extra. OpenLLMetry: ``pip install opentelemetry-instrumentation-openai``;
-OpenLIT pins openai<3 and anthropic<1, so it is installed beside the dev extra without its pins:
-``pip install --no-deps openlit schedule xmltodict``. A peer that is not installed is reported
-as missing and skipped.
+Peers: openai-v2 is in the dev extra; the other two are not (OpenLLMetry registers an
+auto-instrumentor that ``opentelemetry-instrument`` would turn on in the end-to-end tests, and
+OpenLIT pins openai<3 and anthropic<1), so install them into the venv for a run:
+``pip install opentelemetry-instrumentation-openai && pip install --no-deps openlit schedule xmltodict``
+(and uninstall them before running the tests). A peer that is not installed is reported as
+missing and skipped.
 Targets: aispend lowest of all on median, p99 and CPU of all threads, streaming and
 non-streaming; budget guard < 5 µs per call.
 """

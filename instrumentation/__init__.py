@@ -25,6 +25,11 @@ Settings (keyword argument to ``instrument()`` or environment variable):
 
 - ``provider_urls`` / ``AISPEND_PROVIDER_URLS``: extra base URLs, ``"groq=https://api.groq.com/openai/v1,
   openai=http://127.0.0.1:8000/v1"``; unknown provider names speak the OpenAI wire format.
+- ``provider_names`` / ``AISPEND_PROVIDER_NAMES``: ``"10.0.0.5:8000=vllm"``, the provider name of
+  OpenAI / Anthropic SDK calls to hosts aispend does not know (default: the host; such calls
+  become spans without any setting, see docs/providers.md).
+- ``attribution_headers`` / ``AISPEND_ATTRIBUTION_HEADERS``: ``"x-customer-id=customer,x-feature=feature"``
+  (the default), request headers read and stripped beside ``x-aispend-*``.
 - ``key_aliases`` / ``AISPEND_KEY_ALIASES``: ``"sk-…a1b2=prod-backend"``.
 - ``AISPEND_FEATURE``, ``AISPEND_CUSTOMER``, ``AISPEND_KEY``: default attribution.
 - ``budgets_url`` / ``AISPEND_BUDGETS_URL``: enable the budget guard (see ``aispend.budgets``);

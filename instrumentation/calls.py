@@ -240,10 +240,7 @@ class Call:
 
     def respond(self, status: int, headers: Mapping[str, str], body: bytes | None) -> None:
         """A fully read response (non-streaming)."""
-        if self._done:
-            return
-        self.recorder.jobs.submit(self._read_response, status, headers, body)
-        self.finish(status=status)
+        self.finish(status=status, read=(self._read_response, (status, headers, body)))
 
     def tap(self, status: int, headers: Mapping[str, str], already_decoded: bool = False) -> Tap | None:
         """An observer for a body the user will stream; None if there is nothing to observe."""
@@ -251,13 +248,20 @@ class Call:
             return None
         return Tap(self, status, headers, already_decoded)
 
-    def finish(self, status: int | None = None, error_type: str | None = None) -> None:
+    def finish(
+        self,
+        status: int | None = None,
+        error_type: str | None = None,
+        read: tuple[Callable[..., None], tuple[Any, ...]] | None = None,
+    ) -> None:
+        """End the call (once); ``read`` is the last reading of the response to do before the
+        span is made, queued with it as one job."""
         end_ns = time.time_ns()
         with self._lock:
             if self._done:
                 return
             self._done = True
-        self.recorder.jobs.submit(self._record, status, error_type, end_ns)
+        self.recorder.jobs.submit(self._record, status, error_type, end_ns, read)
 
     def blocked(self) -> None:
         """The call that was not sent: an error span with no usage, so it is counted at $0."""
@@ -286,7 +290,18 @@ class Call:
         except Exception as exc:
             log_once(f"{self.adapter.provider} response", exc)
 
-    def _record(self, status: int | None, error_type: str | None, end_ns: int) -> None:
+    def _record(
+        self,
+        status: int | None,
+        error_type: str | None,
+        end_ns: int,
+        read: tuple[Callable[..., None], tuple[Any, ...]] | None = None,
+    ) -> None:
+        if read is not None:
+            try:
+                read[0](*read[1])  # catches its own failures; this is the last line
+            except Exception as exc:
+                log_once(f"{self.adapter.provider} response", exc)
         try:
             if not self.prepare():
                 return
@@ -423,9 +438,9 @@ class Tap:
         call = self._call
         if call._done:
             return
-        self._jobs.submit(self._close, self._chunks)
-        self._chunks = []
-        call.finish(status=self._status, error_type=type(error).__qualname__ if error is not None else None)
+        chunks, self._chunks = self._chunks, []
+        error_type = type(error).__qualname__ if error is not None else None
+        call.finish(status=self._status, error_type=error_type, read=(self._close, (chunks,)))
 
     # -- worker ---------------------------------------------------------------------------------
     def _open(self, content_type: str, encoding: str | None) -> None:

@@ -84,6 +84,19 @@ def read_headers(pairs: Iterable[tuple[Any, Any]], wanted: HeaderNames = DEFAULT
     return out
 
 
+def read_lowered_headers(
+    items: Iterable[tuple[bytes, bytes, bytes]], wanted: HeaderNames = DEFAULT_HEADERS
+) -> dict[str, str]:
+    """``read_headers`` over httpx's own (raw name, lower-case name, value) triples, which skips
+    lower-casing and the copy ``Headers.raw`` makes."""
+    raw = wanted.raw
+    return {
+        lower.decode("latin-1"): value.decode("latin-1")
+        for _, lower, value in items
+        if lower in raw or lower.startswith(b"x-aispend-")
+    }
+
+
 def parse_json(body: bytes | None) -> Any:
     if not body or len(body) > MAX_BODY:
         return None

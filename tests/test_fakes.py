@@ -578,3 +578,32 @@ def test_start_stop_releases_port():
         socket.create_connection(("127.0.0.1", port), timeout=1)
     with pytest.raises(RuntimeError):
         _ = fake.url
+
+
+def test_groq_vertex_gateway_and_error_200(fake):
+    """The Groq stream's usage in ``x_groq``; Vertex chunks with ``trafficType`` only until the
+    last; one gateway serving both wire formats; an error object with HTTP 200."""
+    groq = openai.OpenAI(base_url=fake.groq_base, api_key="gsk_test", max_retries=0)
+    chunks = list(groq.chat.completions.create(model="llama-3.1-8b-instant", messages=MSG, stream=True))
+    assert chunks[0].model_extra["x_groq"]["id"].startswith("req_")
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop" and last.usage is None
+    assert last.model_extra["x_groq"]["usage"]["prompt_tokens"] == 18
+    vertex = (
+        f"{fake.vertex_base}/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash"
+        ":streamGenerateContent"
+    )
+    body = {"contents": [{"parts": [{"text": "hi"}]}]}
+    parts = httpx.post(vertex, json=body).json()
+    assert [c["usageMetadata"] for c in parts[:-1]] == [{"trafficType": "ON_DEMAND"}] * (len(parts) - 1)
+    assert parts[-1]["usageMetadata"]["promptTokenCount"] == 12
+    gw = openai.OpenAI(base_url=f"{fake.gateway_base}/v1", api_key="sk-test", max_retries=0)
+    assert gw.chat.completions.create(model="gpt-4o", messages=MSG).usage.prompt_tokens == 11
+    an = anthropic.Anthropic(base_url=fake.gateway_base, api_key="sk-ant-test", max_retries=0)
+    assert an.messages.create(model=CLAUDE, max_tokens=5, messages=MSG).usage.input_tokens == 9
+    r = httpx.post(
+        f"{fake.azure_base}/openai/deployments/d/chat/completions?api-version=1",
+        json={},
+        headers={"x-fake-fault": "error_200"},
+    )
+    assert r.status_code == 200 and r.json()["error"]["code"] == "content_filter"

@@ -17,7 +17,7 @@ from aispend.instrumentation.adapters.tavily import tavily
 from aispend.instrumentation.adapters.unsplash import unsplash
 from aispend.instrumentation.config import ProviderURL
 from aispend.instrumentation.exchange import HttpRequest
-from aispend.providers import HOST_PATTERNS, HOST_SUFFIXES, HOSTS
+from aispend.providers import HOST_PATTERNS, HOST_SUFFIXES, HOSTS, from_host
 
 
 def adapter_for(provider: str) -> Adapter:
@@ -121,10 +121,11 @@ class Router:
         return adapter if adapter.matches(request) else None
 
     def provider_name(self, host: str, port: int | None) -> str:
-        """The provider an unknown host's calls are named for: ``AISPEND_PROVIDER_NAMES``
-        (``host:port``, then ``host``), else the host itself."""
+        """The provider an SDK call is named for: ``AISPEND_PROVIDER_NAMES`` (``host:port``, then
+        ``host``), else the provider of a known host (the OpenAI SDK on Anthropic's or Gemini's
+        OpenAI-compatible endpoint), else the host itself."""
         host = host.lower()
-        return self._names.get(f"{host}:{port}") or self._names.get(host) or host
+        return self._names.get(f"{host}:{port}") or self._names.get(host) or from_host(host) or host
 
 
 __all__ = ["Adapter", "CallStart", "Observed", "Router", "adapter_for", "sdk_wire_format"]

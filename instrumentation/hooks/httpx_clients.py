@@ -8,7 +8,13 @@ from types import ModuleType
 from typing import Any
 
 from aispend.instrumentation.calls import Call, Recorder
-from aispend.instrumentation.exchange import HeaderNames, HttpRequest, default_port, read_headers
+from aispend.instrumentation.exchange import (
+    HeaderNames,
+    HttpRequest,
+    default_port,
+    read_headers,
+    read_lowered_headers,
+)
 from aispend.instrumentation.hooks.streams import AsyncStreamProxy, SyncStreamProxy
 from aispend.instrumentation.safety import log_once
 
@@ -33,9 +39,16 @@ def _complete(request: Any, head: HttpRequest, wanted: HeaderNames) -> HttpReque
     query = request.url.query
     return head.with_content(
         query=query.decode("ascii", "replace") if isinstance(query, bytes) else str(query),
-        headers=read_headers(request.headers.raw, wanted),
+        headers=_headers(request.headers, wanted),
         body=body,
     )
+
+
+def _headers(headers: Any, wanted: HeaderNames) -> dict[str, str]:
+    items = getattr(headers, "_list", None)  # httpx's (raw, lower, value) triples: no copy, no lower()
+    if isinstance(items, list) and (not items or len(items[0]) == 3):
+        return read_lowered_headers(items, wanted)
+    return read_headers(headers.raw, wanted)
 
 
 def _begin(recorder: Recorder, request: Any) -> Call | None:

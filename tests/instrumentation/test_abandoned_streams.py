@@ -15,6 +15,8 @@ import anthropic
 import httpx
 import openai
 import pytest
+from google import genai
+from google.genai import types
 
 from tests.fakes import payloads
 from tests.instrumentation.conftest import ANTHROPIC_KEY, OPENAI_KEY
@@ -101,8 +103,6 @@ def test_anthropic_stream_read_to_the_end_is_exact(harness):
 
 
 def test_gemini_stream_abandoned_with_google_genai(slow_stream):
-    genai = pytest.importorskip("google.genai", reason="pip install google-genai")
-    from google.genai import types
 
     c = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=slow_stream.fake.gemini_base))
     stream = c.models.generate_content_stream(model="gemini-2.0-flash", contents=PROMPT)
@@ -120,8 +120,6 @@ def test_gemini_stream_abandoned_with_google_genai(slow_stream):
 
 
 def test_gemini_stream_read_to_the_end_with_google_genai(harness):
-    genai = pytest.importorskip("google.genai", reason="pip install google-genai")
-    from google.genai import types
 
     c = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=harness.fake.gemini_base))
     chunks = list(c.models.generate_content_stream(model="gemini-2.0-flash", contents=PROMPT))

@@ -101,6 +101,22 @@ def test_other_clients_to_unknown_hosts_are_not_read(fake):
         h.instrumentor.uninstrument()
 
 
+def test_openai_sdk_on_a_known_providers_openai_compatible_endpoint():
+    """api.anthropic.com's adapter does not know /v1/chat/completions; the OpenAI SDK calling it
+    there is read as OpenAI's wire format, named for the host's provider."""
+    from aispend.instrumentation.adapters import Router
+    from aispend.instrumentation.exchange import HttpRequest
+
+    router = Router()
+    request = HttpRequest("POST", "https", "api.anthropic.com", 443, "/v1/chat/completions")
+    assert router.route(request) is None
+    adapter = router.route_sdk(request, "OpenAI/Python 3.57.0")
+    assert adapter is not None and adapter.provider == "anthropic" and adapter.matches(request)
+    gemini = HttpRequest("POST", "https", "generativelanguage.googleapis.com", 443, "/v1beta/openai/chat/completions")
+    assert router.route_sdk(gemini, "OpenAI/Python 3.57.0").provider == "gcp.gemini"
+    assert router.route_sdk(gemini, "python-requests/2.32") is None
+
+
 def test_user_agents():
     from aispend.instrumentation.adapters import sdk_wire_format
 

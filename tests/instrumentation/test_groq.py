@@ -6,8 +6,8 @@ SDK itself is tested too when it is installed.
 
 from __future__ import annotations
 
+import groq
 import openai
-import pytest
 
 MESSAGES = [{"role": "user", "content": "Explain low latency in one paragraph."}]
 GROQ_KEY = "gsk_abcdefghijklmnopqrstuvwxyz0123456789WXYZ"
@@ -57,7 +57,6 @@ def test_usage_in_the_last_choice_is_read():
 
 
 def test_groq_sdk_stream(harness):
-    groq = pytest.importorskip("groq", reason="the groq SDK is optional (pip install groq)")
     base = harness.fake.groq_base.removesuffix("/openai/v1")
     c = groq.Groq(base_url=base, api_key=GROQ_KEY, max_retries=0)
     list(c.chat.completions.create(model="llama-3.1-8b-instant", messages=MESSAGES, stream=True))
