@@ -116,7 +116,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             )
             if addr
         )
-        + f"; ledger {redacted(config.ledger)}",
+        + f"; ledger {redacted(config.ledger)}; instance {exporter.pipeline.instance}",
         flush=True,
     )
     # A process signal may be delivered to any thread; Python runs the handler in the main thread
@@ -143,6 +143,9 @@ _SERVE_FLAGS = {
     "label_limits": "distinct values per label before __overflow__, e.g. customer=5000,model=500",
     "key_aliases": "key fingerprint aliases, e.g. 'sk-…a1b2=prod-backend'",
     "decode_workers": "processes that decode and normalise OTLP payloads, for spare cores (default 0: none)",
+    "instance_id": "this replica's name in the ledger (default: host name and OTLP gRPC port)",
+    "settle_seconds": "how long other instrumentations' spans wait for aispend's span of the same call (default 15)",
+    "budget_refresh_seconds": "how often budget spend is read back from the shared ledger (default 1)",
 }
 
 
@@ -162,7 +165,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _cmd_usage(args: argparse.Namespace) -> int:
     from aispend.exporter import usage
     from aispend.exporter.config import ConfigError, ExporterConfig
-    from aispend.exporter.ledger import open_ledger
+    from aispend.exporter.ledger import is_ephemeral, open_ledger
 
     try:
         config = ExporterConfig.load({"ledger": args.ledger, "timezone": args.timezone}, config_file=args.config)
@@ -170,7 +173,7 @@ def _cmd_usage(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"aispend usage: {exc}", file=sys.stderr)
         return 2
-    if ledger is None:
+    if is_ephemeral(config.ledger):
         print("aispend usage: no ledger configured (ledger: none)", file=sys.stderr)
         return 2
     params = {k: v for k, v in vars(args).items() if isinstance(v, str) and k not in ("ledger", "config", "format")}

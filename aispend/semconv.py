@@ -62,6 +62,9 @@ SERVICE_KINDS = ("llm", "embedding", "image", "search", "image_search")
 ATTRIBUTION_FIELDS = ("feature", "customer", "key")
 ATTRIBUTION_ATTRIBUTES = {"feature": AISPEND_FEATURE, "customer": AISPEND_CUSTOMER, "key": AISPEND_KEY}
 ATTRIBUTION_HEADERS = {name: f"x-aispend-{name}" for name in ATTRIBUTION_FIELDS}
+# Headers other cost-tracking tools document, read (and stripped) beside ``x-aispend-*`` unless
+# ``AISPEND_ATTRIBUTION_HEADERS`` says otherwise: header -> field.
+OTHER_ATTRIBUTION_HEADERS = {"x-customer-id": "customer", "x-feature": "feature"}
 
 # --- fallback chains for reading spans from any instrumentation --------------------------------
 # Read in order; the first attribute present wins.

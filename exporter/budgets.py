@@ -2,13 +2,14 @@
 
 PromQL cannot take ``increase()`` over a calendar month (range selectors are constants), so the
 exporter keeps each budget's calendar day / month-to-date spend itself, in the configured
-timezone, and exposes it as ``aispend_budget_spend_usd``; spend is restored from the ledger at
-start, so a restart loses nothing.
+timezone, and exposes it as ``aispend_budget_spend_usd``. The spend lives in the ledger (one
+figure for all replicas, changed in each batch's transaction), so a restart loses nothing.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aispend.exporter.config import LABELS
-from aispend.exporter.normalise import Call
+from aispend.exporter.ledger import BudgetWindow, Ledger
 from aispend.yamlfile import load_yaml
 
 PERIODS = ("day", "month")
@@ -163,26 +164,25 @@ class BudgetState:
     limit: Decimal
 
 
-SpendLoader = Callable[[int, Mapping[str, tuple[str, ...]]], Decimal]
-
-
 class BudgetTracker:
-    """Spend per budget in its current calendar period; thread-safe."""
+    """Budgets' current periods and their spend, as every replica sees it: spend and overrides are
+    kept in the ledger (changed in each batch's transaction) and read back at most every
+    ``refresh`` seconds; thread-safe."""
 
     def __init__(
         self,
         budgets: BudgetsFile,
-        spend_since: SpendLoader | None = None,
-        overrides: Mapping[str, tuple[str | None, int | None]] | None = None,
+        ledger: Ledger,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        refresh: float = 1.0,
     ) -> None:
-        self._spend_since = spend_since
+        self._ledger = ledger
         self._clock = clock
+        self._refresh = refresh
         self._lock = threading.Lock()
-        self._overrides: dict[str, tuple[str | None, int | None]] = dict(overrides or {})
-        self._states: dict[str, BudgetState] = {}
+        self._cache: tuple[float, list[BudgetState]] | None = None
+        self._overrides: tuple[float, dict[str, tuple[str | None, int | None]]] | None = None
         self.file = budgets
-        self.reload(budgets)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -191,62 +191,64 @@ class BudgetTracker:
     def reload(self, budgets: BudgetsFile) -> None:
         with self._lock:
             self.file = budgets
-            self._states = {b.name: self._fresh_state(b, self._clock()) for b in budgets.budgets}
+            self._cache = None
 
-    def _fresh_state(self, budget: Budget, now: datetime) -> BudgetState:
-        start, end = period_bounds(budget.period, now, self.tz)
-        amount, reset_at_ns = self._overrides.get(budget.name, (None, None))
-        since_ns = _ns(start)
-        if reset_at_ns is not None and reset_at_ns > since_ns:
-            since_ns = reset_at_ns
-        spend = self._spend_since(since_ns, budget.scope) if self._spend_since else Decimal(0)
-        limit = Decimal(amount) if amount is not None else budget.amount
-        return BudgetState(budget, start, end, spend, limit)
+    def changed(self) -> None:
+        """Spend was recorded here: the next read shows it (other replicas' within ``refresh``)."""
+        self._cache = None
 
-    def _current(self, state: BudgetState, now: datetime) -> BudgetState:
-        if now >= state.end:
-            start, end = period_bounds(state.budget.period, now, self.tz)
-            state.start, state.end, state.spend = start, end, Decimal(0)
-        return state
+    def _current_overrides(self) -> dict[str, tuple[str | None, int | None]]:
+        now = time.monotonic()
+        cached = self._overrides
+        if cached is None or now - cached[0] >= self._refresh:
+            cached = self._overrides = (now, self._ledger.budget_overrides())
+        return cached[1]
 
-    def add(self, calls: list[Call]) -> None:
-        if not self._states:
-            return
-        now = self._clock()
-        with self._lock:
-            states = [(self._current(s, now), _ns(s.start)) for s in self._states.values()]
-            for call in calls:
-                if not call.cost:
-                    continue
-                labels = _labels(call)
-                for state, start_ns in states:
-                    if call.start_ns >= start_ns and state.budget.covers(labels):
-                        state.spend += call.cost
+    def windows(self, now_ns: int | None = None) -> list[BudgetWindow]:
+        """Each budget's current period, from its start (or its last reset) to its end."""
+        now = datetime.fromtimestamp(now_ns / 1e9, UTC) if now_ns is not None else self._clock()
+        overrides = self._current_overrides()
+        out = []
+        for b in self.file.budgets:
+            start, end = period_bounds(b.period, now, self.tz)
+            since_ns = _ns(start)
+            reset_at_ns = overrides.get(b.name, (None, None))[1]
+            if reset_at_ns is not None and reset_at_ns >= since_ns:
+                since_ns = reset_at_ns + 1  # calls that started after the reset
+            out.append(BudgetWindow(b.name, b.scope, since_ns, _ns(end)))
+        return out
 
     def states(self) -> list[BudgetState]:
-        now = self._clock()
+        now = time.monotonic()
         with self._lock:
-            return [self._current(s, now) for s in self._states.values()]
+            cached = self._cache
+            if cached is not None and now - cached[0] < self._refresh:
+                return cached[1]
+            when = self._clock()
+            windows = self.windows(int(when.timestamp() * 1e9))
+            spend = self._ledger.budget_spend(windows)
+            overrides = self._current_overrides()
+            states = []
+            for b in self.file.budgets:
+                start, end = period_bounds(b.period, when, self.tz)
+                amount = overrides.get(b.name, (None, None))[0]
+                limit = Decimal(amount) if amount is not None else b.amount
+                states.append(BudgetState(b, start, end, spend.get(b.name, Decimal(0)), limit))
+            self._cache = (now, states)
+            return states
 
     def samples(self) -> Iterator[tuple[str, str, float, float]]:
         for s in self.states():
             yield s.budget.name, s.budget.period, float(s.spend), float(s.limit)
 
-    def override(self, name: str, amount: Decimal | None, reset: bool) -> tuple[str | None, int | None]:
-        """Raise/lower a limit or restart a period's spend from zero; returns what to persist."""
+    def override(self, name: str, amount: Decimal | None, reset: bool) -> None:
+        """Raise/lower a limit or restart a period's spend from zero, for every replica."""
+        if not any(b.name == name for b in self.file.budgets):
+            raise KeyError(name)
+        reset_at_ns = int(self._clock().timestamp() * 1e9) if reset else None
+        self._ledger.set_budget_override(name, str(amount) if amount is not None else None, reset_at_ns)
         with self._lock:
-            state = self._states.get(name)
-            if state is None:
-                raise KeyError(name)
-            prev_amount, prev_reset = self._overrides.get(name, (None, None))
-            new_amount = str(amount) if amount is not None else prev_amount
-            new_reset = int(self._clock().timestamp() * 1e9) if reset else prev_reset
-            self._overrides[name] = (new_amount, new_reset)
-            if amount is not None:
-                state.limit = amount
-            if reset:
-                state.spend = Decimal(0)
-            return new_amount, new_reset
+            self._cache = self._overrides = None
 
     def as_json(self) -> list[dict[str, Any]]:
         out = []
@@ -269,7 +271,3 @@ class BudgetTracker:
                 }
             )
         return out
-
-
-def _labels(call: Call) -> dict[str, str]:
-    return {label: getattr(call, label) for label in LABELS}

@@ -7,6 +7,7 @@ in the environment, so there is one name per setting.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -52,6 +53,9 @@ class ExporterConfig:
     dedupe_window: int = 200_000  # span ids remembered to drop retried exports
     max_tokens_per_call: int = 50_000_000  # above this a token count is treated as corrupt
     decode_workers: int = 0  # processes that decode and normalise payloads (0: in the receiving thread)
+    instance_id: str = ""  # this replica's name in the ledger ("": host name and OTLP gRPC port)
+    settle_seconds: float = 15.0  # how long other instrumentations' spans wait for aispend's span of the call
+    budget_refresh_seconds: float = 1.0  # how often budget spend is read back from the shared ledger
 
     @classmethod
     def load(
@@ -89,6 +93,13 @@ class ExporterConfig:
                     raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
                 if out[name] < 0:
                     raise ConfigError(f"{name}: must not be negative")
+            elif name in ("settle_seconds", "budget_refresh_seconds"):
+                try:
+                    out[name] = float(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+                if not 0 <= out[name] <= 3600:
+                    raise ConfigError(f"{name}: must be between 0 and 3600 seconds")
             elif name == "label_limits":
                 limits = dict(DEFAULT_LABEL_LIMITS)
                 limits.update(_limits(value))
@@ -98,6 +109,14 @@ class ExporterConfig:
             else:
                 out[name] = None if value in ("", None) and name not in ("otlp_grpc", "otlp_http") else value
         return cls(**out)
+
+    def instance(self) -> str:
+        """The replica's identity: configured, else host name and OTLP port, so two replicas on one
+        host differ without configuration."""
+        if self.instance_id:
+            return self.instance_id
+        port = (self.otlp_grpc or self.otlp_http).rpartition(":")[2]
+        return f"{socket.gethostname()}:{port}"
 
 
 def _limits(value: Any) -> dict[str, int]:

@@ -1,29 +1,53 @@
-"""The per-call usage ledger: every recorded call, plus daily aggregates that outlive retention.
+"""The ledger: every counted call, and the accounting rules that make it the truth.
 
-SQLite (WAL) is the embedded default; PostgreSQL (psycopg 3) is the option for teams that share
-one ledger or already run a database. Both take the same SQL, written once here from the column
-lists; only connecting, the placeholder style and transaction start differ. Costs are stored as
-integer nano-dollars so SQL sums are exact; the in-memory counters keep full Decimal precision. A
-batch of calls is one transaction: the exporter acknowledges an OTLP export only after it commits.
-A third table keeps the duration histogram's buckets per day, so it survives a restart like the
-counters do (keyed by the histogram's own labels, it takes a few rows per batch, not one per call).
+SQLite (WAL) is the embedded default for one process; PostgreSQL (psycopg 3) is for teams and for
+several replicas on one database. Both take the same SQL, written once here from the column
+lists; connecting, placeholders, locking and "which rows were new" differ per backend.
+
+The rules (all applied inside one transaction per batch, so they hold across batches, restarts and
+replicas, never by a process's memory):
+- **Identity.** A call is counted once: ``calls`` has a UNIQUE (trace_id, span_id) and rows are
+  inserted with insert-or-skip; spans of one call under other ids (``identity``) are found among
+  the rows already held. Every span's lock keys (its trace; its provider + response id) are taken
+  first (PostgreSQL advisory locks, sorted; SQLite: the database lock), so two replicas never
+  decide about one call at the same time.
+- **The best span wins.** aispend's own spans count at once. Other spans wait in ``pending`` for
+  ``settle`` (a bounded delay): a better span of the same call that arrives meanwhile replaces
+  them; then the best one counts. Counted rows are never taken back, so counters never go down.
+- **Instances.** Every counted row records the instance (replica) that counted it; ``daily`` and
+  ``durations`` are kept per instance, so each replica restores its own counters and their sum
+  is the ledger.
+- **Shared state.** Budget spend per budget and period (``budget_spend``), budget overrides and
+  free-tier units per provider, key and period (``free_units``) live here and change in the
+  batch's transaction; rows are locked in one order (sorted keys), so writers never deadlock.
+
+Costs are integer nano-dollars so SQL sums are exact.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from aispend.exporter import identity
 from aispend.exporter.metrics import BUCKETS
 from aispend.exporter.normalise import Call
+from aispend.pricing import FreeTier
 
+logger = logging.getLogger("aispend.exporter")
+
+SCHEMA_VERSION = "2"
 NANO = Decimal(1_000_000_000)
 LABEL_COLUMNS = ("service", "provider", "model", "operation", "feature", "customer", "key")
 FILTER_COLUMNS = (*LABEL_COLUMNS, "status")
@@ -48,17 +72,36 @@ CALL_COLUMNS = (
     "span_id",
     "parent_span_id",
     "response_id",
+    "instance",
+    "rank",
 )
 _TEXT_CALL_COLUMNS = frozenset(
     {"day", *LABEL_COLUMNS, "response_model", "kind", "status", "error_type", "trace_id", "span_id"}
-    | {"parent_span_id", "response_id"}
+    | {"parent_span_id", "response_id", "instance"}
 )
 # what the per-call log shows (the ledger's bookkeeping columns left out)
-_LOG_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in ("day", "kind", "free_units", "parent_span_id", "response_id"))
+_LOG_COLUMNS = tuple(
+    c for c in CALL_COLUMNS if c not in ("day", "kind", "free_units", "parent_span_id", "response_id", "rank")
+)
 SUM_COLUMNS = ("calls", *TOKEN_COLUMNS, "requests", "images", "cost_nusd", "unpriced", "duration_s")
-DAILY_KEY = ("day", *LABEL_COLUMNS, "status")
+DAILY_KEY = ("instance", "day", *LABEL_COLUMNS, "status")
 # calls per duration bucket: bucket i < len(BUCKETS) is "at most BUCKETS[i]", the last "longer"
-DURATION_KEY = ("day", "provider", "model", "operation", "status", "bucket")
+DURATION_KEY = ("instance", "day", "provider", "model", "operation", "status", "bucket")
+# a span waiting to settle: what identity needs as columns, the call itself as JSON
+PENDING_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "provider",
+    "response_id",
+    "start_ns",
+    "end_ns",
+    "rank",
+    "settle_at_ns",
+    "received_by",
+    "call",
+)
+_CALL_FIELDS = tuple(f.name for f in fields(Call))
 
 
 def _bucket(seconds: float) -> int:
@@ -76,6 +119,7 @@ class Dialect:
     integer: str
     real: str
     begin: str
+    for_update: str  # row locks for read-then-update (SQLite's database lock covers it)
 
     def schema(self) -> list[str]:
         calls = ", ".join(
@@ -84,34 +128,41 @@ class Dialect:
         )
         daily_sums = ", ".join(f"{c} {self.real if c == 'duration_s' else self.integer} NOT NULL" for c in SUM_COLUMNS)
         duration_key = ", ".join(f"{c} {self.integer if c == 'bucket' else 'TEXT'} NOT NULL" for c in DURATION_KEY)
+        pending = ", ".join(
+            f"{c} {self.integer if c in ('start_ns', 'end_ns', 'rank', 'settle_at_ns') else 'TEXT'} NOT NULL"
+            for c in PENDING_COLUMNS
+        )
+        i = self.integer
         return [
+            "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS calls ({self.id_column}, {calls})",
-            # Retried spans are dropped before they get here (pipeline.Deduper, restored from this
-            # table at start), so no unique index on (trace_id, span_id): it would double the cost
-            # of every insert.
             "CREATE INDEX IF NOT EXISTS calls_ts ON calls (ts_ns)",
+            # the call identity: a second copy of a span is refused by the database itself
+            "CREATE UNIQUE INDEX IF NOT EXISTS calls_span ON calls (trace_id, span_id)",
+            "CREATE INDEX IF NOT EXISTS calls_response ON calls (response_id) WHERE response_id <> ''",
+            f"CREATE TABLE IF NOT EXISTS pending ({pending}, PRIMARY KEY (trace_id, span_id))",
+            "CREATE INDEX IF NOT EXISTS pending_settle ON pending (settle_at_ns)",
+            "CREATE INDEX IF NOT EXISTS pending_response ON pending (response_id) WHERE response_id <> ''",
             f"CREATE TABLE IF NOT EXISTS daily ({', '.join(f'{c} TEXT NOT NULL' for c in DAILY_KEY)}, {daily_sums}, "
             f"PRIMARY KEY ({', '.join(DAILY_KEY)}))",
-            f"CREATE TABLE IF NOT EXISTS durations ({duration_key}, calls {self.integer} NOT NULL, "
+            f"CREATE TABLE IF NOT EXISTS durations ({duration_key}, calls {i} NOT NULL, "
             f"PRIMARY KEY ({', '.join(DURATION_KEY)}))",
-            "CREATE TABLE IF NOT EXISTS budget_overrides (budget TEXT PRIMARY KEY, amount_usd TEXT, reset_at_ns "
-            f"{self.integer})",
+            f"CREATE TABLE IF NOT EXISTS budget_overrides (budget TEXT PRIMARY KEY, amount_usd TEXT, reset_at_ns {i})",
+            "CREATE TABLE IF NOT EXISTS budget_spend (budget TEXT NOT NULL, scope TEXT NOT NULL, "
+            f"since_ns {i} NOT NULL, spend_nusd {i} NOT NULL, PRIMARY KEY (budget, scope, since_ns))",
+            "CREATE TABLE IF NOT EXISTS free_units (provider TEXT NOT NULL, key TEXT NOT NULL, period TEXT NOT NULL, "
+            f"units {i} NOT NULL, PRIMARY KEY (provider, key, period))",
         ]
 
     @staticmethod
     def params(n: int) -> str:
         return ", ".join("?" * n)
 
-    def insert_call(self) -> str:
-        return f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({self.params(len(CALL_COLUMNS))})"
+    def insert(self, table: str, columns: Sequence[str]) -> str:
+        """Insert-or-skip: a row whose unique key is taken is left out (the caller learns which)."""
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.params(len(columns))}) ON CONFLICT DO NOTHING"
 
-    def upsert_daily(self) -> str:
-        return self._upsert("daily", DAILY_KEY, SUM_COLUMNS)
-
-    def upsert_durations(self) -> str:
-        return self._upsert("durations", DURATION_KEY, ("calls",))
-
-    def _upsert(self, table: str, key: tuple[str, ...], sums: tuple[str, ...]) -> str:
+    def upsert(self, table: str, key: tuple[str, ...], sums: tuple[str, ...]) -> str:
         columns = key + sums
         return (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({self.params(len(columns))}) "
@@ -120,12 +171,15 @@ class Dialect:
         )
 
 
-SQLITE = Dialect(id_column="id INTEGER PRIMARY KEY", integer="INTEGER", real="REAL", begin="BEGIN IMMEDIATE")
+SQLITE = Dialect(
+    id_column="id INTEGER PRIMARY KEY", integer="INTEGER", real="REAL", begin="BEGIN IMMEDIATE", for_update=""
+)
 POSTGRES = Dialect(
     id_column="id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     integer="BIGINT",
     real="DOUBLE PRECISION",
     begin="BEGIN",
+    for_update=" FOR UPDATE",
 )
 
 
@@ -158,6 +212,16 @@ def _day_after(until_ns: int) -> str:
     return utc_day(until_ns if until_ns % _DAY_NS == 0 else until_ns + _DAY_NS)
 
 
+def free_period(tier: FreeTier, when: datetime) -> str:
+    """First UTC day of the free tier's current period ('' : the tier is for the key's lifetime)."""
+    when = when.astimezone(UTC)
+    if tier.period == "day":
+        return when.strftime("%Y-%m-%d")
+    if tier.period == "month":
+        return when.strftime("%Y-%m-01")
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     """Row filters shared by `aispend usage`, GET /v1/usage and GET /v1/calls."""
@@ -186,6 +250,93 @@ class Filters:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _scope_sql(scope: Mapping[str, Sequence[str]]) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, values in sorted(scope.items()):
+        if column not in LABEL_COLUMNS:
+            raise ValueError(f"unknown scope label {column!r}")
+        clauses.append(f"{column} IN ({Dialect.params(len(values))})")
+        params.extend(values)
+    return clauses, params
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetWindow:
+    """One budget's current period as the ledger keeps its spend: calls that start in
+    [since_ns, until_ns) and match the scope."""
+
+    budget: str
+    scope: Mapping[str, tuple[str, ...]]
+    since_ns: int
+    until_ns: int
+
+    @property
+    def scope_key(self) -> str:  # a changed scope starts a new row
+        return json.dumps({k: sorted(v) for k, v in sorted(self.scope.items())}, separators=(",", ":"))
+
+    def covers(self, call: Call) -> bool:
+        return self.since_ns <= call.start_ns < self.until_ns and all(
+            getattr(call, label) in values for label, values in self.scope.items()
+        )
+
+
+FreeUsed = Callable[[FreeTier, datetime], int]
+# prices a call whose price has a free tier; returns (tier, period time) when its units count
+Pricer = Callable[[Call, FreeUsed], "tuple[FreeTier, datetime] | None"]
+
+
+@dataclass(slots=True)
+class Accounting:
+    """What a batch is recorded with: who records it and the shared state it changes."""
+
+    instance: str
+    settle_ns: int = 0  # how long spans other than aispend's wait for a better span (0: count at once)
+    price: Pricer | None = None
+    budgets: Sequence[BudgetWindow] = ()
+    now_ns: int = 0
+
+
+@dataclass(slots=True)
+class Outcome:
+    counted: list[Call] = field(default_factory=list)
+    pending: int = 0
+    duplicates: dict[str, int] = field(default_factory=dict)  # reason -> spans not counted
+
+    def duplicate(self, reason: str, n: int = 1) -> None:
+        self.duplicates[reason] = self.duplicates.get(reason, 0) + n
+
+
+class Tx(Protocol):
+    """One open transaction (``?`` placeholders)."""
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def insert_new(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
+        """Run an insert-or-skip per row; which rows were inserted."""
+        ...
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]: ...
+
+
+def lock_keys(calls: Iterable[Call]) -> list[str]:
+    """The keys any two spans of one call share at least one of (see ``identity``)."""
+    keys = set()
+    for c in calls:
+        keys.add(f"t:{c.trace_id.hex()}")
+        if c.response_id:
+            keys.add(f"r:{c.provider}\x1f{c.response_id}")
+    return sorted(keys)
+
+
+def lock_id(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 class Ledger:
     """The ledger's operations in SQL both backends take (written with ``?`` placeholders)."""
 
@@ -194,9 +345,11 @@ class Ledger:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._insert_call = self.dialect.insert_call()
-        self._upsert_daily = self.dialect.upsert_daily()
-        self._upsert_durations = self.dialect.upsert_durations()
+        d = self.dialect
+        self._insert_call = d.insert("calls", CALL_COLUMNS)
+        self._insert_pending = d.insert("pending", PENDING_COLUMNS)
+        self._upsert_daily = d.upsert("daily", DAILY_KEY, SUM_COLUMNS)
+        self._upsert_durations = d.upsert("durations", DURATION_KEY, ("calls",))
 
     _conn: Any  # the backend's connection
 
@@ -205,8 +358,8 @@ class Ledger:
             self._conn.close()
 
     # -- what a backend provides -----------------------------------------------------------------
-    def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
-        """Run (sql, rows) pairs with executemany in one transaction; raise LedgerError on failure."""
+    def transaction(self, keys: Sequence[str] = ()) -> AbstractContextManager[Tx]:
+        """One transaction holding the lock ``keys`` (sorted); raises LedgerError on a storage failure."""
         raise NotImplementedError
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -216,51 +369,201 @@ class Ledger:
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    # -- writing --------------------------------------------------------------------------------
-    def write(self, calls: Sequence[Call]) -> None:
-        """Record a batch in one transaction, or raise LedgerError and record nothing."""
+    def _migrate(self, tx: Tx) -> None:
+        """Bring a ledger written by an older aispend to SCHEMA_VERSION (before the schema runs)."""
+        tables = {r[0] for r in tx.read(self._tables_sql())}
+        if "calls" in tables and "instance" not in self._columns(tx, "calls"):
+            logger.warning("upgrading the ledger at %s to schema %s", redacted(self.url), SCHEMA_VERSION)
+            tx.run("ALTER TABLE calls ADD COLUMN instance TEXT NOT NULL DEFAULT ''")
+            tx.run(f"ALTER TABLE calls ADD COLUMN rank {self.dialect.integer} NOT NULL DEFAULT 0")
+            removed = tx.run("DELETE FROM calls WHERE id NOT IN (SELECT MIN(id) FROM calls GROUP BY trace_id, span_id)")
+            if removed:
+                logger.warning("removed %d duplicate calls recorded by the older aispend", removed)
+        for table in ("daily", "durations"):
+            if table in tables and "instance" not in (old := self._columns(tx, table)):
+                # a new table beside the old one (PostgreSQL keeps index names across a rename)
+                create = next(s for s in self.dialect.schema() if f"TABLE IF NOT EXISTS {table} " in s)
+                tx.run(create.replace(f"EXISTS {table} ", f"EXISTS {table}_v2 "))
+                tx.run(f"INSERT INTO {table}_v2 (instance, {', '.join(old)}) SELECT '', {', '.join(old)} FROM {table}")
+                tx.run(f"DROP TABLE {table}")
+                tx.run(f"ALTER TABLE {table}_v2 RENAME TO {table}")
+
+    def _tables_sql(self) -> str:
+        raise NotImplementedError
+
+    def _columns(self, tx: Tx, table: str) -> list[str]:
+        raise NotImplementedError
+
+    def _create(self) -> None:
+        with self.transaction() as tx:
+            self._migrate(tx)
+            for statement in self.dialect.schema():
+                tx.run(statement)
+            tx.run(
+                "INSERT INTO meta (name, value) VALUES ('schema', ?) ON CONFLICT (name) DO UPDATE SET value = ?",
+                (SCHEMA_VERSION, SCHEMA_VERSION),
+            )
+
+    def adopt_unowned(self, instance: str) -> int:
+        """Rows an older aispend wrote have no instance: the first replica to start takes them, so
+        its counters include them (once)."""
+        with self.transaction() as tx:
+            n = tx.run("UPDATE calls SET instance = ? WHERE instance = ''", (instance,))
+            tx.run("UPDATE daily SET instance = ? WHERE instance = ''", (instance,))
+            tx.run("UPDATE durations SET instance = ? WHERE instance = ''", (instance,))
+        return n
+
+    # -- recording ------------------------------------------------------------------------------
+    def record(self, calls: Sequence[Call], acc: Accounting) -> Outcome:
+        """Record a batch in one transaction: which calls counted, which wait to settle, which were
+        already counted. Raises LedgerError and records nothing on a storage failure."""
+        outcome = Outcome()
+        if not calls:
+            return outcome
+        with self.transaction(lock_keys(calls)) as tx:
+            held = identity.KnownSet(self._known(tx, calls))
+            count: list[Call] = []
+            pend: list[Call] = []
+            drop: list[identity.Known] = []  # pending spans a better one replaced
+            for call in identity.batch_order(list(calls)):
+                me = identity.known(call, counted=False)
+                if held.has_span(me):
+                    outcome.duplicate("retry")
+                    continue
+                others = held.related(me)
+                counted = [why for k, why in others if k.counted]
+                if counted:
+                    outcome.duplicate(counted[0])
+                    continue
+                if me.rank == identity.AISPEND or acc.settle_ns <= 0:
+                    count.append(call)
+                    for k, _ in others:
+                        drop.append(k)
+                        held.remove(k)
+                    outcome.duplicate("superseded", len(others))
+                    held.add(identity.known(call, counted=True))
+                else:
+                    pend.append(call)
+                    held.add(me)
+            if drop:
+                tx.many(
+                    "DELETE FROM pending WHERE trace_id = ? AND span_id = ?", [(k.trace_id, k.span_id) for k in drop]
+                )
+            if pend:
+                settle_at = acc.now_ns + acc.settle_ns
+                rows = [_pending_row(c, settle_at, acc.instance) for c in pend]
+                outcome.pending = sum(tx.insert_new(self._insert_pending, rows))
+            self._count(tx, count, acc, outcome)
+        return outcome
+
+    def settle(self, acc: Accounting, limit: int = 2000) -> Outcome:
+        """Count the best span of each call whose waiting time is over (any replica may run it)."""
+        outcome = Outcome()
+        due = [
+            _call_from_json(row[0])
+            for row in self._read(
+                "SELECT call FROM pending WHERE settle_at_ns <= ? ORDER BY settle_at_ns LIMIT ?", (acc.now_ns, limit)
+            )
+        ]
+        if not due:
+            return outcome
+        with self.transaction(lock_keys(due)) as tx:
+            known = self._known(tx, due)
+            pending = identity.KnownSet(k for k in known if not k.counted)
+            counted = identity.KnownSet(k for k in known if k.counted)
+            done: set[tuple[str, str]] = set()
+            count: list[Call] = []
+            drop: list[identity.Known] = []
+            calls = {(c.trace_id.hex(), c.span_id.hex()): c for c in due}
+            for call in due:
+                key = (call.trace_id.hex(), call.span_id.hex())
+                start = pending.get(key)
+                if key in done or start is None:  # settled by another replica meanwhile
+                    continue
+                group = _group(start, pending)
+                done.update((k.trace_id, k.span_id) for k in group)
+                drop.extend(group)
+                if any(counted.related(k) for k in group):
+                    outcome.duplicate("superseded", len(group))
+                    continue
+                winner = identity.best(group)
+                chosen = calls.get((winner.trace_id, winner.span_id))
+                if chosen is None:
+                    chosen = _call_from_json(
+                        tx.read(
+                            "SELECT call FROM pending WHERE trace_id = ? AND span_id = ?",
+                            (winner.trace_id, winner.span_id),
+                        )[0][0]
+                    )
+                outcome.duplicate("superseded", len(group) - 1)
+                count.append(chosen)
+                counted.add(identity.known(chosen, counted=True))
+            if drop:
+                tx.many(
+                    "DELETE FROM pending WHERE trace_id = ? AND span_id = ?", [(k.trace_id, k.span_id) for k in drop]
+                )
+            self._count(tx, count, acc, outcome)
+        return outcome
+
+    def pending_count(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM pending")[0][0])
+
+    def _known(self, tx: Tx, calls: Sequence[Call]) -> list[identity.Known]:
+        """The rows (counted and pending) that could be the same call as any of ``calls``."""
+        traces = sorted({c.trace_id.hex() for c in calls})
+        responses = sorted({c.response_id for c in calls if c.response_id})
+        found: dict[tuple[str, str, bool], identity.Known] = {}
+        sources = (
+            (
+                "SELECT trace_id, span_id, parent_span_id, provider, response_id, ts_ns, "
+                "ts_ns + CAST(duration_s * 1000000000 AS BIGINT), rank FROM calls",
+                True,
+            ),
+            (
+                "SELECT trace_id, span_id, parent_span_id, provider, response_id, start_ns, end_ns, rank FROM pending",
+                False,
+            ),
+        )
+        for select, counted in sources:
+            for column, values, extra in (
+                ("trace_id", traces, ""),
+                ("response_id", responses, " AND response_id <> ''"),
+            ):
+                for chunk in _chunks(values):
+                    clause, params = tx.in_list(column, chunk)
+                    for row in tx.read(f"{select} WHERE {clause}{extra}", params):
+                        found[(row[0], row[1], counted)] = identity.Known(
+                            *row[:5], int(row[5]), int(row[6]), int(row[7]), counted
+                        )
+        return list(found.values())
+
+    def _count(self, tx: Tx, calls: list[Call], acc: Accounting, outcome: Outcome) -> None:
+        """Price what needs the shared free-tier state, insert, and add to the totals: in ``tx``."""
         if not calls:
             return
-        rows = []
-        daily: dict[tuple[str, ...], list[Any]] = {}
-        durations: dict[tuple[Any, ...], int] = {}
+        free = _FreeTiers(tx, self.dialect)
+        if acc.price is not None:
+            unpriced = [c for c in calls if c.cost is None]
+            free.lock(_free_slots(unpriced, acc.price))
+            for c in unpriced:
+                staged = acc.price(c, lambda tier, when, c=c: free.used(c.provider, c.key, tier, when))
+                if staged is not None:
+                    free.add(c.provider, c.key, *staged, c.requests)
         for c in calls:
+            if c.cost is None:
+                c.cost, c.priced = Decimal(0), False
+        rows = [_call_row(c, acc.instance) for c in calls]
+        inserted = tx.insert_new(self._insert_call, rows)
+        new = [c for c, ok in zip(calls, inserted, strict=True) if ok]
+        if len(new) < len(calls):  # identity was checked under the locks: only a race with a lockless writer
+            outcome.duplicate("retry", len(calls) - len(new))
+        daily: dict[tuple[Any, ...], list[Any]] = {}
+        durations: dict[tuple[Any, ...], int] = {}
+        for c in new:
             nano = to_nano(c.cost)
             day = utc_day(c.start_ns)
-            rows.append(
-                (
-                    c.start_ns,
-                    day,
-                    c.duration_s,
-                    c.service,
-                    c.provider,
-                    c.model,
-                    c.operation,
-                    c.feature,
-                    c.customer,
-                    c.key,
-                    c.response_model,
-                    c.kind,
-                    c.status,
-                    c.error_type,
-                    c.input_tokens,
-                    c.output_tokens,
-                    c.cache_read_tokens,
-                    c.cache_write_tokens,
-                    c.reasoning_tokens,
-                    c.requests,
-                    c.images,
-                    nano,
-                    int(c.priced),
-                    int(c.estimated),
-                    c.free_units,
-                    c.trace_id.hex(),
-                    c.span_id.hex(),
-                    c.parent_span_id.hex(),
-                    c.response_id,
-                )
-            )
-            key = (day, c.service, c.provider, c.model, c.operation, c.feature, c.customer, c.key, c.status)
+            labels = (c.service, c.provider, c.model, c.operation, c.feature, c.customer, c.key)
+            key = (acc.instance, day, *labels, c.status)
             agg = daily.get(key)
             if agg is None:
                 agg = daily[key] = [0] * (len(SUM_COLUMNS) - 1) + [0.0]
@@ -275,15 +578,52 @@ class Ledger:
             agg[8] += nano
             agg[9] += 0 if c.priced else 1
             agg[10] += c.duration_s
-            bucket = (day, c.provider, c.model, c.operation, c.status, _bucket(c.duration_s))
+            bucket = (acc.instance, day, c.provider, c.model, c.operation, c.status, _bucket(c.duration_s))
             durations[bucket] = durations.get(bucket, 0) + 1
-        self._transaction(
-            [
-                (self._insert_call, rows),
-                (self._upsert_daily, [(*k, *v) for k, v in daily.items()]),
-                (self._upsert_durations, [(*k, n) for k, n in durations.items()]),
-            ]
-        )
+        # sorted keys: concurrent writers lock shared rows in one order, so they never deadlock
+        tx.many(self._upsert_daily, [(*k, *v) for k, v in sorted(daily.items())])
+        tx.many(self._upsert_durations, [(*k, n) for k, n in sorted(durations.items())])
+        self._add_budget_spend(tx, new, acc.budgets)
+        free.write()
+        outcome.counted.extend(new)
+
+    def _add_budget_spend(self, tx: Tx, calls: list[Call], windows: Sequence[BudgetWindow]) -> None:
+        deltas = []
+        for w in windows:
+            nano = sum(to_nano(c.cost) for c in calls if c.cost and w.covers(c))
+            if nano:
+                deltas.append((w.budget, w.scope_key, w.since_ns, nano, w))
+        for budget, scope_key, since_ns, nano, w in sorted(deltas, key=lambda d: d[:3]):
+            if tx.run(
+                "UPDATE budget_spend SET spend_nusd = spend_nusd + ? WHERE budget = ? AND scope = ? AND since_ns = ?",
+                (nano, budget, scope_key, since_ns),
+            ):
+                continue
+            # first spend of this period (or scope) here: start from what the calls already hold (this
+            # transaction's own included); a replica that inserts it first makes ours an addition
+            clauses, params = _scope_sql(w.scope)
+            where = " AND ".join(["ts_ns >= ?", "ts_ns < ?", *clauses])
+            tx.run(
+                "INSERT INTO budget_spend (budget, scope, since_ns, spend_nusd) "
+                f"SELECT ?, ?, ?, COALESCE({_sum('cost_nusd')}, 0) FROM calls WHERE {where} "
+                "ON CONFLICT (budget, scope, since_ns) DO UPDATE SET spend_nusd = budget_spend.spend_nusd + ?",
+                (budget, scope_key, since_ns, w.since_ns, w.until_ns, *params, nano),
+            )
+
+    # -- reading shared state -----------------------------------------------------------------
+    def budget_spend(self, windows: Sequence[BudgetWindow]) -> dict[str, Decimal]:
+        """Each window's spend, the same figure on every replica."""
+        out: dict[str, Decimal] = {}
+        for w in windows:
+            rows = self._read(
+                "SELECT spend_nusd FROM budget_spend WHERE budget = ? AND scope = ? AND since_ns = ?",
+                (w.budget, w.scope_key, w.since_ns),
+            )
+            if rows:
+                out[w.budget] = from_nano(rows[0][0])
+            else:
+                out[w.budget] = self.spend_since(w.since_ns, w.scope, w.until_ns)
+        return out
 
     def prune(self, retention_days: int, now_ns: int) -> int:
         """Delete calls older than the retention; daily aggregates are kept."""
@@ -292,65 +632,74 @@ class Ledger:
         cutoff = now_ns - retention_days * 86_400 * 1_000_000_000
         return self._execute("DELETE FROM calls WHERE ts_ns < ?", (cutoff,))
 
+    def prune_to(self, rows: int) -> int:
+        """Keep only the newest ``rows`` calls (a ledger kept in memory, as a dedupe window)."""
+        return self._execute("DELETE FROM calls WHERE id <= (SELECT MAX(id) FROM calls) - ?", (rows,))
+
     # -- restoring ------------------------------------------------------------------------------
-    def totals(self) -> Iterator[tuple[tuple[str, ...], str, dict[str, int], Decimal, int]]:
-        """(labels, status, token sums, cost, calls) per label set: all time, from the aggregates."""
+    def totals(self, instance: str) -> Iterator[tuple[tuple[str, ...], str, dict[str, int], Decimal, int]]:
+        """(labels, status, token sums, cost, calls) per label set an instance counted: all time."""
         sql = (
             f"SELECT {', '.join(LABEL_COLUMNS)}, status, {_sum('calls')}, "
-            f"{', '.join(_sum(c) for c in TOKEN_COLUMNS)}, {_sum('cost_nusd')} FROM daily "
+            f"{', '.join(_sum(c) for c in TOKEN_COLUMNS)}, {_sum('cost_nusd')} FROM daily WHERE instance = ? "
             f"GROUP BY {', '.join(LABEL_COLUMNS)}, status"
         )
-        for row in self._read(sql):
+        for row in self._read(sql, (instance,)):
             labels = tuple(row[: len(LABEL_COLUMNS)])
             rest = row[len(LABEL_COLUMNS) :]
             tokens = dict(zip(("input", "output", "cache_read", "cache_write", "reasoning"), rest[2:7], strict=True))
             yield labels, rest[0], tokens, from_nano(rest[7]), rest[1]
 
-    def durations(self) -> list[tuple[tuple[str, str, str, str], float, list[int]]]:
-        """((provider, model, operation, status), seconds, calls per bucket): all time."""
+    def durations(self, instance: str) -> list[tuple[tuple[str, str, str, str], float, list[int]]]:
+        """((provider, model, operation, status), seconds, calls per bucket): all time, one instance."""
         key = ("provider", "model", "operation", "status")
         found: dict[tuple[str, ...], tuple[float, list[int]]] = {}
-        for row in self._read(f"SELECT {', '.join(key)}, SUM(duration_s) FROM daily GROUP BY {', '.join(key)}"):
+        for row in self._read(
+            f"SELECT {', '.join(key)}, SUM(duration_s) FROM daily WHERE instance = ? GROUP BY {', '.join(key)}",
+            (instance,),
+        ):
             found[tuple(row[:4])] = (float(row[4] or 0.0), [0] * (len(BUCKETS) + 1))
         for *labels, bucket, count in self._read(
-            f"SELECT {', '.join(key)}, bucket, {_sum('calls')} FROM durations GROUP BY {', '.join(key)}, bucket"
+            f"SELECT {', '.join(key)}, bucket, {_sum('calls')} FROM durations WHERE instance = ? "
+            f"GROUP BY {', '.join(key)}, bucket",
+            (instance,),
         ):
             slot = found.get(tuple(labels))
             if slot is not None and 0 <= bucket <= len(BUCKETS):
                 slot[1][bucket] += int(count or 0)
         return [(labels, seconds, buckets) for labels, (seconds, buckets) in found.items()]  # type: ignore[misc]
 
-    def unpriced_totals(self) -> list[tuple[str, str, int]]:
+    def unpriced_totals(self, instance: str) -> list[tuple[str, str, int]]:
         return self._read(
-            f"SELECT provider, model, {_sum('unpriced')} FROM daily GROUP BY provider, model HAVING SUM(unpriced) > 0"
+            f"SELECT provider, model, {_sum('unpriced')} FROM daily WHERE instance = ? GROUP BY provider, model "
+            "HAVING SUM(unpriced) > 0",
+            (instance,),
         )
 
-    def recent_calls(self, limit: int) -> list[tuple[str, str, str, str, str, int, float]]:
-        """(trace id, span id, parent span id, response id, provider, start ns, duration s) of the newest calls."""
-        return self._read(
-            "SELECT trace_id, span_id, parent_span_id, response_id, provider, ts_ns, duration_s FROM calls "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-
-    def spend_since(self, since_ns: int, scope: Mapping[str, Sequence[str]]) -> Decimal:
-        clauses, params = ["ts_ns >= ?"], [since_ns]
-        for column, values in scope.items():
-            if column not in LABEL_COLUMNS:
-                raise ValueError(f"unknown scope label {column!r}")
-            clauses.append(f"{column} IN ({Dialect.params(len(values))})")
-            params.extend(values)
+    def spend_since(self, since_ns: int, scope: Mapping[str, Sequence[str]], until_ns: int | None = None) -> Decimal:
+        clauses, params = _scope_sql(scope)
+        clauses.insert(0, "ts_ns >= ?")
+        params.insert(0, since_ns)
+        if until_ns is not None:
+            clauses.insert(1, "ts_ns < ?")
+            params.insert(1, until_ns)
         rows = self._read(f"SELECT {_sum('cost_nusd')} FROM calls WHERE {' AND '.join(clauses)}", params)
         return from_nano(rows[0][0])
 
     def units_used(self, provider: str, key: str, since_day: str | None) -> int:
-        """Billable request units a key used at a provider since a UTC day (None: ever)."""
+        """Billable request units a key used at a provider since a UTC day (None: ever), all instances."""
         sql = f"SELECT {_sum('requests')} FROM daily WHERE provider = ? AND key = ?"
         params: list[Any] = [provider, key]
         if since_day is not None:
             sql += " AND day >= ?"
             params.append(since_day)
         return int(self._read(sql, params)[0][0] or 0)
+
+    def free_units_used(self, provider: str, key: str, period: str) -> int | None:
+        rows = self._read(
+            "SELECT units FROM free_units WHERE provider = ? AND key = ? AND period = ?", (provider, key, period)
+        )
+        return int(rows[0][0]) if rows else None
 
     def budget_overrides(self) -> dict[str, tuple[str | None, int | None]]:
         return {b: (a, r) for b, a, r in self._read("SELECT budget, amount_usd, reset_at_ns FROM budget_overrides")}
@@ -400,33 +749,229 @@ class Ledger:
         ]
 
 
+class _FreeTiers:
+    """Free-tier units per (provider, key, period) inside one transaction: rows locked before any
+    is read (sorted), started from the daily totals the first time a period is seen."""
+
+    def __init__(self, tx: Tx, dialect: Dialect) -> None:
+        self._tx = tx
+        self._dialect = dialect
+        self._used: dict[tuple[str, str, str], int] = {}
+        self._added: dict[tuple[str, str, str], int] = {}
+
+    def lock(self, slots: Iterable[tuple[str, str, str]]) -> None:
+        for slot in sorted(set(slots)):
+            self._load(slot)
+
+    def _load(self, slot: tuple[str, str, str]) -> int:
+        found = self._used.get(slot)
+        if found is not None:
+            return found
+        select = f"SELECT units FROM free_units WHERE provider = ? AND key = ? AND period = ?{self._dialect.for_update}"
+        rows = self._tx.read(select, slot)
+        if not rows:
+            provider, key, period = slot
+            since = " AND day >= ?" if period else ""
+            self._tx.run(
+                "INSERT INTO free_units (provider, key, period, units) "
+                f"SELECT ?, ?, ?, COALESCE({_sum('requests')}, 0) FROM daily WHERE provider = ? AND key = ?{since} "
+                "ON CONFLICT DO NOTHING",
+                (provider, key, period, provider, key, *((period,) if period else ())),
+            )
+            rows = self._tx.read(select, slot)
+        self._used[slot] = int(rows[0][0])
+        return self._used[slot]
+
+    def used(self, provider: str, key: str, tier: FreeTier, when: datetime) -> int:
+        slot = (provider, key, free_period(tier, when))
+        return self._load(slot) + self._added.get(slot, 0)
+
+    def add(self, provider: str, key: str, tier: FreeTier, when: datetime, units: int) -> None:
+        slot = (provider, key, free_period(tier, when))
+        self._added[slot] = self._added.get(slot, 0) + units
+
+    def write(self) -> None:
+        self._tx.many(
+            "UPDATE free_units SET units = units + ? WHERE provider = ? AND key = ? AND period = ?",
+            [(n, *slot) for slot, n in sorted(self._added.items()) if n],
+        )
+
+
+def _free_slots(calls: Iterable[Call], price: Pricer) -> list[tuple[str, str, str]]:
+    """The free-tier rows pricing these calls will read (a dry run of the pricing), to lock them first."""
+    slots = []
+    for c in calls:
+
+        def probe(tier: FreeTier, when: datetime, c: Call = c) -> int:
+            slots.append((c.provider, c.key, free_period(tier, when)))
+            return 0
+
+        with suppress(Exception):  # the real pricing will report it
+            price(c, probe)
+        c.cost, c.priced, c.free_units = None, False, 0
+    return slots
+
+
+def _group(start: identity.Known, pending: identity.KnownSet) -> list[identity.Known]:
+    """``start`` and every pending span linked to it, directly or through another."""
+    group, todo = [start], [start]
+    while todo:
+        k = todo.pop()
+        for other, _ in pending.related(k):
+            if other not in group:
+                group.append(other)
+                todo.append(other)
+    return group
+
+
+def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _call_row(c: Call, instance: str) -> tuple[Any, ...]:
+    return (
+        c.start_ns,
+        utc_day(c.start_ns),
+        c.duration_s,
+        c.service,
+        c.provider,
+        c.model,
+        c.operation,
+        c.feature,
+        c.customer,
+        c.key,
+        c.response_model,
+        c.kind,
+        c.status,
+        c.error_type,
+        c.input_tokens,
+        c.output_tokens,
+        c.cache_read_tokens,
+        c.cache_write_tokens,
+        c.reasoning_tokens,
+        c.requests,
+        c.images,
+        to_nano(c.cost),
+        int(c.priced),
+        int(c.estimated),
+        c.free_units,
+        c.trace_id.hex(),
+        c.span_id.hex(),
+        c.parent_span_id.hex(),
+        c.response_id,
+        instance,
+        identity.rank(c),
+    )
+
+
+def _pending_row(c: Call, settle_at_ns: int, instance: str) -> tuple[Any, ...]:
+    return (
+        c.trace_id.hex(),
+        c.span_id.hex(),
+        c.parent_span_id.hex(),
+        c.provider,
+        c.response_id,
+        c.start_ns,
+        identity.end_ns(c),
+        identity.rank(c),
+        settle_at_ns,
+        instance,
+        _call_json(c),
+    )
+
+
+def _call_json(c: Call) -> str:
+    values = {}
+    for name in _CALL_FIELDS:
+        value = getattr(c, name)
+        if isinstance(value, bytes):
+            value = value.hex()
+        elif isinstance(value, Decimal):
+            value = str(value)
+        values[name] = value
+    return json.dumps(values, separators=(",", ":"))
+
+
+_BYTES_FIELDS = ("trace_id", "span_id", "parent_span_id")
+
+
+def _call_from_json(text: str) -> Call:
+    values = json.loads(text)
+    for name in _BYTES_FIELDS:
+        values[name] = bytes.fromhex(values[name])
+    if values.get("cost") is not None:
+        values["cost"] = Decimal(values["cost"])
+    return Call(**{k: v for k, v in values.items() if k in _CALL_FIELDS})
+
+
 def _sum(expression: str) -> str:
     """An integer sum in both backends (PostgreSQL's SUM of BIGINT is NUMERIC)."""
     return f"CAST(SUM({expression}) AS BIGINT)"
 
 
+class _SQLiteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, tuple(params)).rowcount
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._conn.executemany(sql, rows)
+
+    def insert_new(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
+        execute = self._conn.execute
+        return [execute(sql, row).rowcount == 1 for row in rows]
+
+    @staticmethod
+    def in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN ({Dialect.params(len(values))})", list(values)
+
+
 class SQLiteLedger(Ledger):
+    """One process's ledger. ``writer=True`` (``aispend serve``) takes the file for itself: a
+    second process on the same file is refused (replicas share PostgreSQL instead)."""
+
     dialect = SQLITE
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, writer: bool = False, busy_timeout: float = 30.0) -> None:
         super().__init__()
         self.path = path
         self.url = f"sqlite:///{path}"
+        self._owner = None
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            if writer:
+                self._owner = _take_file(path)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        for statement in self.dialect.schema():
-            self._conn.execute(statement)
+        self._create()
 
-    def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    def close(self) -> None:
+        super().close()
+        if self._owner is not None:
+            self._owner.close()
+
+    def _tables_sql(self) -> str:
+        return "SELECT name FROM sqlite_master WHERE type = 'table'"
+
+    def _columns(self, tx: Tx, table: str) -> list[str]:
+        return [r[1] for r in tx.read(f"PRAGMA table_info({table})")]
+
+    @contextmanager
+    def transaction(self, keys: Sequence[str] = ()) -> Iterator[Tx]:
+        # BEGIN IMMEDIATE takes the database's write lock: every key is held
         try:
             with self._lock:
                 self._conn.execute(self.dialect.begin)
                 try:
-                    for sql, rows in statements:
-                        self._conn.executemany(sql, rows)
+                    yield _SQLiteTx(self._conn)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")
@@ -443,19 +988,39 @@ class SQLiteLedger(Ledger):
             return self._conn.execute(sql, tuple(params)).fetchall()
 
 
-def open_ledger(url: str) -> Ledger | None:
+def _take_file(path: str) -> Any:
+    """An exclusive lock next to the SQLite file, held while this process runs."""
+    import fcntl
+
+    handle = open(f"{path}.lock", "a+")  # noqa: SIM115 - held until close()
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ValueError(
+            f"the SQLite ledger {path} is in use by another aispend serve; a SQLite ledger is for one "
+            "process: run replicas on one PostgreSQL ledger (--ledger postgresql://...)"
+        ) from None
+    return handle
+
+
+def open_ledger(url: str, writer: bool = False) -> Ledger:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:``,
-    ``postgresql://user:password@host:port/database`` or ``none``."""
+    ``postgresql://user:password@host:port/database`` or ``none`` (kept in memory: metrics only)."""
     if url.strip().lower() in ("", "none", "off"):
-        return None
+        return SQLiteLedger(":memory:")
     if url.startswith("sqlite://"):
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url[len("sqlite://") :]
-        return SQLiteLedger(path or ":memory:")
+        return SQLiteLedger(path or ":memory:", writer=writer)
     if url.startswith(("postgres://", "postgresql://")):
         from aispend.exporter.ledger_postgres import PostgresLedger
 
         return PostgresLedger(url)
     raise ValueError(f"unsupported ledger URL {url!r} (use sqlite:///path, postgresql://... or none)")
+
+
+def is_ephemeral(url: str) -> bool:
+    return url.strip().lower() in ("", "none", "off") or url.rstrip("/").endswith(":memory:")
 
 
 def redacted(url: str) -> str:

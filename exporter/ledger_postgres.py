@@ -1,18 +1,21 @@
 """The ledger in PostgreSQL (psycopg 3): the same SQL as SQLite, for a ledger a team shares.
 
 Install with ``pip install 'aispend[postgres]'`` and pass ``--ledger postgresql://user:pw@host/db``.
-One connection, used under the ledger's lock (the pipeline writes one batch at a time anyway). A
+Several replicas share one database: each transaction first takes PostgreSQL advisory locks on
+its spans' identity keys (sorted, so never a deadlock), then decides. One connection per process,
+used under the ledger's lock (the pipeline writes one batch at a time anyway). A
 connection that breaks is replaced on the next use; until then writes raise ``LedgerError`` and
 the receivers answer with a retryable status, so nothing is lost while the database is away.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from aispend.exporter.ledger import POSTGRES, Ledger, LedgerError, redacted
+from aispend.exporter.ledger import POSTGRES, Ledger, LedgerError, Tx, lock_id, redacted
 
 try:
     import psycopg
@@ -24,6 +27,38 @@ def _sql(sql: str) -> str:
     return sql.replace("?", "%s")  # the shared SQL has no literal "?" or "%"
 
 
+class _PostgresTx:
+    def __init__(self, cur: Any) -> None:
+        self._cur = cur
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cur.execute(_sql(sql), tuple(params))
+        return self._cur.fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._cur.execute(_sql(sql), tuple(params))
+        return self._cur.rowcount
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cur.executemany(_sql(sql), rows)
+
+    def insert_new(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
+        if not rows:
+            return []
+        self._cur.executemany(_sql(sql) + " RETURNING 1", rows, returning=True)
+        inserted = []
+        while True:
+            inserted.append(self._cur.fetchone() is not None)
+            if not self._cur.nextset():
+                break
+        return inserted
+
+    @staticmethod
+    def in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?)", [list(values)]
+
+
 class PostgresLedger(Ledger):
     dialect = POSTGRES
 
@@ -33,15 +68,10 @@ class PostgresLedger(Ledger):
         super().__init__()
         self.url = url
         self._connect_timeout = connect_timeout
-        self._insert_call = _sql(self._insert_call)
-        self._upsert_daily = _sql(self._upsert_daily)
-        self._upsert_durations = _sql(self._upsert_durations)
         try:
             self._conn = self._connect()
-            with self._conn.transaction():
-                for statement in self.dialect.schema():
-                    self._conn.execute(statement)
-        except psycopg.Error as exc:
+            self._create()  # under the "schema" lock: replicas starting together take turns
+        except (psycopg.Error, LedgerError) as exc:
             raise ValueError(f"cannot open the PostgreSQL ledger at {redacted(url)}: {_reason(exc, url)}") from None
 
     def _connect(self) -> Any:
@@ -52,14 +82,39 @@ class PostgresLedger(Ledger):
             self._conn = self._connect()
         return self._conn
 
-    def _transaction(self, statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    def _tables_sql(self) -> str:
+        return "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+
+    def _columns(self, tx: Tx, table: str) -> list[str]:
+        return [
+            r[0]
+            for r in tx.read(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = ? ORDER BY ordinal_position",
+                (table,),
+            )
+        ]
+
+    @contextmanager
+    def transaction(self, keys: Sequence[str] = ()) -> Iterator[Tx]:
+        ids = sorted({lock_id(k) for k in keys or ["schema"]})  # one order everywhere: no deadlock
         try:
             with self._lock:
-                conn = self._connection()
-                with conn.transaction(), conn.cursor() as cur:
-                    for sql, rows in statements:
-                        if rows:
-                            cur.executemany(sql, rows)
+                for retry in (False, True):
+                    conn = self._connection()
+                    stack = ExitStack()
+                    try:  # a connection the server dropped is found dead here, before any work: reconnect once
+                        stack.enter_context(conn.transaction())
+                        cur = stack.enter_context(conn.cursor())
+                        cur.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (ids,))
+                    except psycopg.Error:
+                        stack.close()
+                        if retry or not conn.broken:
+                            raise
+                        continue
+                    with stack:
+                        yield _PostgresTx(cur)
+                    return
         except (psycopg.Error, OverflowError) as exc:
             raise LedgerError(f"ledger write to {redacted(self.url)} failed: {_reason(exc, self.url)}") from exc
 
@@ -72,7 +127,7 @@ class PostgresLedger(Ledger):
     def _statement(self, sql: str, params: Iterable[Any], fetch: bool = False) -> tuple[int, list[tuple[Any, ...]]]:
         """One statement (autocommit). A connection the server dropped (a restart, an idle timeout)
         is only found dead when used: the statement then runs once more on a new connection, so
-        e.g. a free-tier lookup after a database restart is not taken for a pricing failure. Every
+        e.g. a budget read after a database restart is not taken for an outage. Every
         statement run this way (reads, the prune, the budget-override upsert) can safely run twice."""
         values = tuple(params)
         with self._lock:

@@ -70,6 +70,7 @@ class Call:
     span_cost: float | None = None  # a cost the span already carried (OpenLIT); fallback only
     usage_known: bool = True  # False: an LLM call whose span carried no token counts at all
     from_aispend: bool = False
+    scope: str = ""  # the instrumentation scope (tells an SDK's own span from a peer's)
     # filled in by pricing
     cost: Any = None  # Decimal
     priced: bool = False
@@ -245,4 +246,5 @@ def normalise(
         span_cost=float(span_cost) if span_cost is not None else None,
         usage_known=usage_known or status != "ok",
         from_aispend=sc.AISPEND_SERVICE_KIND in attrs,
+        scope=span.scope,
     )

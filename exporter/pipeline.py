@@ -1,10 +1,11 @@
-"""receive -> normalise -> price -> record, for one OTLP export at a time.
+"""receive -> read -> price -> record, for one OTLP export at a time; and settling.
 
-Exactly-once accounting: a batch is normalised and priced, written to the ledger in one
-transaction, and only then applied to the counters, the dedupe memory, free-tier usage and
-budget spend. If the ledger write fails nothing is applied and the caller answers with a
-retryable status; when the sender retries, spans that did land are recognised and skipped.
-A span that cannot be used is rejected with a reason; the rest of its batch is still recorded.
+The ledger decides what counts (``ledger.Ledger.record``: identity, the best span, free tiers and
+budget spend, in one transaction); only what it counted is then added to this replica's counters.
+If the ledger cannot record a batch nothing is applied and the caller answers with a retryable
+status; when the sender retries, the ledger recognises what did land. A span that cannot be used
+is rejected with a reason; the rest of its batch is still recorded. ``settle`` counts the spans
+that waited for a better span of their call (other instrumentations' spans).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,12 +22,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from aispend.exporter.budgets import BudgetTracker
 from aispend.exporter.config import LABELS, ExporterConfig
-from aispend.exporter.costing import clean_labels, price_call
+from aispend.exporter.costing import clean_labels, price_call, price_if_stateless
 from aispend.exporter.decode_pool import DecodePool, DecodersUnavailable
-from aispend.exporter.dedupe import Deduper
-from aispend.exporter.freetier import FreeTierUsage
 from aispend.exporter.labels import LabelBounds
-from aispend.exporter.ledger import Ledger, LedgerError
+from aispend.exporter.ledger import Accounting, FreeUsed, Ledger, LedgerError, Outcome, is_ephemeral, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.normalise import Call
 from aispend.exporter.reading import Batch, read_payload, read_request
@@ -46,6 +46,7 @@ class BatchResult:
     rejected: int
     duplicates: int
     message: str = ""
+    pending: int = 0  # recorded, counted once they settle
 
 
 class _ThrottledLog:
@@ -75,30 +76,39 @@ class Pipeline:
         metrics: UsageMetrics,
         budgets: BudgetTracker | None = None,
         decoders: DecodePool | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.config = config
         self.decoders = decoders
         self.engine = engine
-        self.ledger = ledger
+        self.ledger = ledger if ledger is not None else open_ledger("none")
+        self.ephemeral = is_ephemeral(self.ledger.url)  # kept in memory: a bounded dedupe window
+        self.instance = config.instance()
         self.metrics = metrics
         self.budgets = budgets
         self.bounds = LabelBounds(config.label_limits)
         self.metrics.overflow = lambda: dict(self.bounds.overflows)
-        self.deduper = Deduper(config.dedupe_window)
-        self.free = FreeTierUsage(ledger)
+        self.clock = clock
+        self.settle_ns = int(config.settle_seconds * 1e9)
+        self._settle_from = 0  # after a restart, give a backlog of better spans one delay to arrive
         self.lock = threading.Lock()
         self._log = _ThrottledLog()
+        self._batches = 0
 
     # -- start-up -------------------------------------------------------------------------------
     def restore(self) -> None:
-        """Counters, the duration histogram, unpriced counts and the dedupe memory as the ledger left them."""
-        if self.ledger is None:
-            return
+        """This instance's counters, duration histogram and unpriced counts as the ledger holds them."""
         with self.lock:
-            for labels, status, tokens, cost, calls in self.ledger.totals():
+            self._settle_from = self.clock() + self.settle_ns
+            if self.ephemeral:
+                return
+            adopted = self.ledger.adopt_unowned(self.instance)
+            if adopted:
+                logger.warning("instance %s took over %d calls an older aispend recorded", self.instance, adopted)
+            for labels, status, tokens, cost, calls in self.ledger.totals(self.instance):
                 bounded = tuple(self.bounds.bound(name, value) for name, value in zip(LABELS, labels, strict=True))
                 self.metrics.restore(bounded, cost, tokens, {status: calls})
-            for (provider, model, operation, status), seconds, buckets in self.ledger.durations():
+            for (provider, model, operation, status), seconds, buckets in self.ledger.durations(self.instance):
                 key = (
                     self.bounds.bound("provider", provider),
                     self.bounds.bound("model", model),
@@ -106,22 +116,9 @@ class Pipeline:
                     status,
                 )
                 self.metrics.restore_duration(key, seconds, buckets)
-            for provider, model, count in self.ledger.unpriced_totals():
+            for provider, model, count in self.ledger.unpriced_totals(self.instance):
                 key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model))
                 self.metrics.unpriced[key] = self.metrics.unpriced.get(key, 0) + count
-            for trace, span, parent, response_id, provider, start_ns, duration_s in self.ledger.recent_calls(
-                self.config.dedupe_window
-            ):
-                end_ns = start_ns + int(duration_s * 1e9)
-                self.deduper.remember(
-                    bytes.fromhex(trace),
-                    bytes.fromhex(span),
-                    bytes.fromhex(parent),
-                    response_id,
-                    provider,
-                    start_ns,
-                    end_ns,
-                )
 
     def count_malformed(self) -> None:
         """A whole export request that could not be decoded (the receivers answer it)."""
@@ -147,66 +144,68 @@ class Pipeline:
     def record(self, batch: Batch) -> BatchResult:
         for reason, detail in batch.examples.items():
             self._log.warn(reason, detail)
+        clamped = dict(batch.clamped)
+        if not batch.prepared:
+            limit = self.config.label_max_length
+            for call in batch.calls:
+                clean_labels(call, limit, clamped)
+                price_if_stateless(self.engine, call)
         with self.lock:
             self.metrics.spans_received += batch.spans
             for reason, n in batch.rejected.items():
                 UsageMetrics.bump(self.metrics.rejected, reason, n)
-            recorded, duplicates = self._record(batch)
+            outcome = self._write(lambda acc: self.ledger.record(batch.calls, acc))
+            for reason, n in clamped.items():
+                UsageMetrics.bump(self.metrics.clamped, reason, n)
         n_rejected = sum(batch.rejected.values())
-        return BatchResult(batch.spans, len(recorded), n_rejected, duplicates, "; ".join(batch.messages))
+        duplicates = sum(outcome.duplicates.values()) - outcome.duplicates.get("superseded", 0)
+        return BatchResult(
+            batch.spans,
+            len(outcome.counted) + outcome.pending,
+            n_rejected,
+            duplicates,
+            "; ".join(batch.messages),
+            outcome.pending,
+        )
 
-    def _record(self, batch: Batch) -> tuple[list[Call], int]:
-        fresh: list[Call] = []
-        duplicates: dict[str, int] = {}
-        clamped = dict(batch.clamped)
-        limit = self.config.label_max_length
+    def settle(self, now_ns: int | None = None) -> int:
+        """Count the spans whose wait for a better span is over; how many calls counted."""
+        now = self.clock() if now_ns is None else now_ns
+        if now_ns is None and now < self._settle_from:
+            return 0
+        with self.lock:
+            return len(self._write(lambda acc: self.ledger.settle(acc), now).counted)
+
+    def _write(self, write: Callable[[Accounting], Outcome], now_ns: int | None = None) -> Outcome:
+        now = self.clock() if now_ns is None else now_ns
+        windows = self.budgets.windows(now) if self.budgets is not None else ()
+        acc = Accounting(self.instance, self.settle_ns, self._price, windows, now)
         try:
-            for call in batch.calls:
-                if not batch.prepared:
-                    clean_labels(call, limit, clamped)
-                reason = self.deduper.duplicate(call)
-                if reason is not None:
-                    duplicates[reason] = duplicates.get(reason, 0) + 1
-                    continue
-                self.deduper.stage(call)
-                try:
-                    if call.cost is None:  # not priced where the payload was read
-                        self._price(call)
-                except LedgerError:  # a free-tier lookup could not read the ledger: retry the batch
-                    raise
-                except Exception:  # a pricing bug must not make the sender retry this batch forever
-                    logger.exception("pricing %s/%s failed; counted as unpriced", call.provider, call.price_model)
-                    call.cost, call.priced = _ZERO, False
-                fresh.append(call)
-            if self.ledger is not None:
-                self.ledger.write(fresh)
+            outcome = write(acc)
         except LedgerError as exc:
-            self.deduper.rollback()
-            self.free.rollback()
             logger.error("%s; the batch will be retried by the sender", exc)
             raise RetryableError(str(exc)) from exc
-        except BaseException:
-            self.deduper.rollback()
-            self.free.rollback()
+        for reason, n in outcome.duplicates.items():
+            if n:
+                UsageMetrics.bump(self.metrics.deduplicated, reason, n)
+        self._apply(outcome.counted)
+        if self.budgets is not None and outcome.counted:
+            self.budgets.changed()
+        self._batches += 1
+        if self.ephemeral and self._batches % 64 == 0:
+            self.ledger.prune_to(self.config.dedupe_window)
+        return outcome
+
+    def _price(self, call: Call, free_used: FreeUsed) -> tuple[FreeTier, datetime] | None:
+        """Pricing inside the ledger's transaction (a price with a free tier reads its shared state)."""
+        try:
+            return price_call(self.engine, call, free_used)
+        except LedgerError:  # a free-tier lookup could not read the ledger: retry the batch
             raise
-        self.deduper.commit()
-        self.free.commit()
-        for reason, n in duplicates.items():
-            UsageMetrics.bump(self.metrics.deduplicated, reason, n)
-        for reason, n in clamped.items():
-            UsageMetrics.bump(self.metrics.clamped, reason, n)
-        self._apply(fresh)
-        if self.budgets is not None:
-            self.budgets.add(fresh)
-        return fresh, sum(duplicates.values())
-
-    def _price(self, call: Call) -> None:
-        def free_used(tier: FreeTier, when: datetime) -> int:
-            return self.free.used(call.provider, call.key, tier, when)
-
-        staged = price_call(self.engine, call, free_used)
-        if staged is not None:
-            self.free.stage(call.provider, call.key, *staged, call.requests)
+        except Exception:  # a pricing bug must not make the sender retry this batch forever
+            logger.exception("pricing %s/%s failed; counted as unpriced", call.provider, call.price_model)
+            call.cost, call.priced = _ZERO, False
+            return None
 
     def _apply(self, calls: list[Call]) -> None:
         metrics, bound = self.metrics, self.bounds.bound

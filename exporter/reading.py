@@ -68,11 +68,6 @@ def read_request(request: ExportTraceServiceRequest, max_tokens: int, key_aliase
                 batch.messages.append(f"{found.reason}: {found.detail}")
         elif found is not None:
             calls.append(found)
-    # When several spans describe one call, the first one recorded wins: prefer aispend's own,
-    # then the innermost (a child before the span that wraps it: closer to the wire, e.g. the
-    # Anthropic SDK's span with full cache counts inside OpenLIT's).
-    parents = {(c.trace_id, c.parent_span_id) for c in calls if c.parent_span_id}
-    calls.sort(key=lambda c: (not c.from_aispend, (c.trace_id, c.span_id) in parents))
     return batch
 
 

@@ -55,7 +55,7 @@ class Exporter:
     config_errors: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ledger: Ledger | None = open_ledger(self.config.ledger)
+        self.ledger: Ledger = open_ledger(self.config.ledger, writer=True)
         self.engine = PriceEngine()
         self.reload_prices()
         self.budgets: BudgetTracker | None = None
@@ -63,8 +63,8 @@ class Exporter:
         if budgets_file is not None or self.config.budgets:
             self.budgets = BudgetTracker(
                 budgets_file or BudgetsFile(timezone=self.config.timezone),
-                spend_since=self.ledger.spend_since if self.ledger else None,
-                overrides=self.ledger.budget_overrides() if self.ledger else None,
+                self.ledger,
+                refresh=self.config.budget_refresh_seconds,
             )
         self.metrics = UsageMetrics(budget_samples=self.budgets.samples if self.budgets else None)
         self.decoders: DecodePool | None = None
@@ -114,8 +114,7 @@ class Exporter:
         self.pipeline.restore()
         if self.decoders is not None:
             self.decoders.warm_up()
-        if self.ledger is not None:
-            self.ledger.prune(self.config.retention_days, time.time_ns())
+        self.ledger.prune(self.config.retention_days, time.time_ns())
         cfg = self.config
         tls = _tls_context(cfg)
         if cfg.otlp_grpc:
@@ -133,6 +132,7 @@ class Exporter:
         self._servers.append(("http", server))
         self.ports["metrics"] = port
         threading.Thread(target=self._housekeeping, name="aispend-retention", daemon=True).start()
+        threading.Thread(target=self._settling, name="aispend-settle", daemon=True).start()
 
     def _api(self) -> Api:
         ledger, tz = self.ledger, self.config.timezone
@@ -147,18 +147,25 @@ class Exporter:
 
     def _change_budget(self, name: str, amount: Decimal | None, reset: bool) -> dict[str, Any]:
         assert self.budgets is not None
-        persisted = self.budgets.override(name, amount, reset)
-        if self.ledger is not None:
-            self.ledger.set_budget_override(name, *persisted)
+        self.budgets.override(name, amount, reset)
         return next(b for b in self.budgets.as_json() if b["name"] == name)
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(3600):
-            if self.ledger is not None:
-                try:
-                    self.ledger.prune(self.config.retention_days, time.time_ns())
-                except Exception:
-                    logger.exception("retention pruning failed")
+            try:
+                self.ledger.prune(self.config.retention_days, time.time_ns())
+            except Exception:
+                logger.exception("retention pruning failed")
+
+    def _settling(self) -> None:
+        """Count spans that waited long enough for a better span of their call (any replica may)."""
+        interval = min(1.0, max(self.config.settle_seconds / 4, 0.05))
+        while not self._stop.wait(interval):
+            try:
+                while self.pipeline.settle() >= 2000:  # a backlog: keep going
+                    pass
+            except Exception as exc:  # the ledger is away: the next round tries again
+                logger.warning("settling pending spans failed: %s", exc)
 
     def stop(self, grace: float = 5.0) -> None:
         self._stop.set()
@@ -171,8 +178,7 @@ class Exporter:
         self._servers.clear()
         if self.decoders is not None:
             self.decoders.shutdown()
-        if self.ledger is not None:
-            self.ledger.close()
+        self.ledger.close()
 
 
 def _tls_pair(cfg: ExporterConfig) -> tuple[bytes, bytes] | None:

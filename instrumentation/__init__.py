@@ -147,6 +147,8 @@ class AiSpendInstrumentor(BaseInstrumentor):
 
 _SETTINGS = (
     "provider_urls",
+    "provider_names",
+    "attribution_headers",
     "key_aliases",
     "capture_content",
     "budgets_url",

@@ -35,7 +35,7 @@ from aispend.instrumentation.adapters import Adapter, CallStart, Observed, Route
 from aispend.instrumentation.adapters.base import StreamObserver, set_usage
 from aispend.instrumentation.config import InstrumentationConfig
 from aispend.instrumentation.decoding import Decoder, decoder_for
-from aispend.instrumentation.exchange import MAX_BODY, HttpRequest, HttpResponse
+from aispend.instrumentation.exchange import MAX_BODY, READ_HEADERS, HeaderNames, HttpRequest, HttpResponse
 from aispend.instrumentation.framing import StreamParser, framed, parser_for
 from aispend.instrumentation.safety import log_once
 from aispend.instrumentation.sdk_errors import for_sdk
@@ -63,27 +63,39 @@ class Recorder:
     ) -> None:
         self.tracer = tracer
         self.config = config
-        self.router = router or Router(config.provider_urls)
+        self.router = router or Router(config.provider_urls, config.provider_names)
         self.budget_check = budget_check
         self.jobs = jobs or background
         self._aliases: dict[str, str] = {}  # key -> alias, so each key is fingerprinted once
+        self.attribution_headers = config.attribution_headers
+        self.header_names = HeaderNames.of(READ_HEADERS | {header for header, _ in config.attribution_headers})
 
     def begin(
-        self, head: HttpRequest, complete: Callable[[], HttpRequest], strip_header: Callable[[str], None]
+        self,
+        head: HttpRequest,
+        complete: Callable[[], HttpRequest],
+        strip_header: Callable[[str], None],
+        user_agent: Callable[[], str | None] | None = None,
     ) -> Call | None:
         """A Call for this request, or None. Raises only ``BudgetExceededError``, on purpose.
 
         ``head`` carries method, host, port and path only, so traffic that is not an AI call
-        costs one dict lookup; ``complete()`` adds headers and body once an adapter wants it.
+        costs one dict lookup (and, to a host aispend does not know, a look at its User-Agent:
+        the OpenAI and Anthropic SDKs name themselves there); ``complete()`` adds headers and
+        body once an adapter wants it.
         """
         try:
             if not is_instrumentation_enabled():
                 return None
             adapter = self.router.route(head)
             if adapter is None:
-                return None
+                if user_agent is None:
+                    return None
+                adapter = self.router.route_sdk(head, user_agent())
+                if adapter is None:
+                    return None
             request = complete()
-            headers = _attribution_headers(request, strip_header)
+            headers = _attribution_headers(request, strip_header, self.attribution_headers)
             call = Call(self, adapter, request, headers)
         except Exception as exc:
             log_once("reading the request", exc)
@@ -123,15 +135,18 @@ class Recorder:
             log_once("checking budgets", exc)
 
 
-def _attribution_headers(request: HttpRequest, strip_header: Callable[[str], None]) -> dict[str, str]:
-    """``x-aispend-*`` values, removed from the request before it is sent."""
+def _attribution_headers(
+    request: HttpRequest, strip_header: Callable[[str], None], wanted: tuple[tuple[str, str], ...]
+) -> dict[str, str]:
+    """Attribution header values (``x-aispend-*``, ``x-customer-id``, ... : ``wanted``, first found
+    wins per field), each removed from the request before it is sent."""
     found: dict[str, str] = {}
     if not request.headers:
         return found
-    for field, header in sc.ATTRIBUTION_HEADERS.items():
+    for header, field in wanted:
         value = request.headers.get(header)
         if value is not None:
-            found[field] = value
+            found.setdefault(field, value)
             strip_header(header)
     return found
 
@@ -321,13 +336,24 @@ class Call:
             failure = observed.error_type
         if failure is not None:
             attrs[sc.ERROR_TYPE] = failure
-        if start.kind in ("llm", "embedding") and not observed.usage_reported and not failed:
-            # No usage from the provider (stream without include_usage, truncated or abandoned
-            # stream, a host that omits it): estimate, and say so and how.
+        if (
+            start.kind in ("llm", "embedding")
+            and not observed.usage_reported
+            and not failed
+            and (failure is None or observed.output_chars)
+        ):
+            # No final usage from the provider (stream without include_usage, truncated or
+            # abandoned stream, a host that omits it): estimate, and say so and how. An error
+            # answer (a 200 whose body is an error object) is estimated only for output it sent.
             model = attrs.get(sc.GEN_AI_RESPONSE_MODEL) or start.model
             input_tokens, output_tokens, estimator = estimate(
                 model, start.prompt, observed.texts, observed.output_chars
             )
+            if observed.input_known:  # the provider counted the prompt already (it bills all of it)
+                input_tokens = None
+            reported = attrs.get(sc.GEN_AI_USAGE_OUTPUT_TOKENS)
+            if isinstance(reported, int) and reported > output_tokens:
+                output_tokens = reported  # a running total the provider sent is a floor
             set_usage(attrs, input_tokens, output_tokens)
             attrs[sc.AISPEND_USAGE_ESTIMATED] = True
             attrs[sc.AISPEND_USAGE_ESTIMATOR] = estimator

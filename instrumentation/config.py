@@ -7,7 +7,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from aispend import semconv as sc
 from aispend.instrumentation.attribution import Attribution, env_defaults
+from aispend.instrumentation.safety import log_once
 from aispend.keys import parse_aliases
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -36,12 +38,7 @@ def parse_provider_urls(value: str | Iterable[tuple[str, str]] | None) -> tuple[
     if not value:
         return ()
     if isinstance(value, str):
-        pairs = []
-        for part in value.replace(";", ",").split(","):
-            provider, sep, url = part.strip().partition("=")
-            if sep and provider and url:
-                pairs.append((provider, url))
-        value = pairs
+        value = _pairs(value)
     return tuple(ProviderURL.parse(p, u) for p, u in value)
 
 
@@ -65,9 +62,50 @@ def ollama_urls(env: Mapping[str, str]) -> tuple[ProviderURL, ...]:
     return tuple(urls)
 
 
+def _pairs(value: str) -> list[tuple[str, str]]:
+    """``"a=b, c=d"`` (``;`` also separates) as stripped (a, b) pairs; parts without ``=`` are skipped."""
+    pairs = []
+    for part in value.replace(";", ",").split(","):
+        left, sep, right = part.strip().partition("=")
+        if sep and left.strip() and right.strip():
+            pairs.append((left.strip(), right.strip()))
+    return pairs
+
+
+def parse_attribution_headers(value: str | Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """(header, field) pairs read for attribution, in order of precedence: ``x-aispend-*`` first,
+    then ``value`` (``"x-customer-id=customer,x-feature=feature"``; None: those two, the
+    headers other cost tools document; "": none). An entry naming an unknown field is logged
+    once and skipped, so a typo never breaks the app."""
+    extra = sc.OTHER_ATTRIBUTION_HEADERS if value is None else value
+    pairs = list(extra.items()) if isinstance(extra, Mapping) else _pairs(extra)
+    out = [(header, name) for name, header in sc.ATTRIBUTION_HEADERS.items()]
+    for header, name in pairs:
+        if name not in sc.ATTRIBUTION_FIELDS:
+            log_once(
+                "reading AISPEND_ATTRIBUTION_HEADERS",
+                message=f"{header}={name}: the field must be one of {', '.join(sc.ATTRIBUTION_FIELDS)}",
+            )
+            continue
+        if header.lower() not in dict(out):
+            out.append((header.lower(), name))
+    return tuple(out)
+
+
+def parse_provider_names(value: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``"gateway.internal=corp-gateway,10.0.0.5:8000=vllm"``: the provider name of SDK calls to a
+    host (or host:port) aispend does not know."""
+    if not value:
+        return {}
+    pairs = value.items() if isinstance(value, Mapping) else _pairs(value)
+    return {host.lower(): name for host, name in pairs}
+
+
 @dataclass(frozen=True, slots=True)
 class InstrumentationConfig:
     provider_urls: tuple[ProviderURL, ...] = ()
+    provider_names: Mapping[str, str] = field(default_factory=dict)  # host[:port] -> provider, for SDK calls
+    attribution_headers: tuple[tuple[str, str], ...] = field(default_factory=lambda: parse_attribution_headers(None))
     key_aliases: Mapping[str, str] = field(default_factory=dict)
     capture_content: bool = False
     defaults: Attribution = field(default_factory=Attribution)
@@ -83,6 +121,14 @@ class InstrumentationConfig:
         return cls(
             provider_urls=parse_provider_urls(kwargs.get("provider_urls") or env.get("AISPEND_PROVIDER_URLS"))  # type: ignore[arg-type]
             + ollama_urls(env),
+            provider_names=parse_provider_names(
+                kwargs.get("provider_names") or env.get("AISPEND_PROVIDER_NAMES")  # type: ignore[arg-type]
+            ),
+            attribution_headers=parse_attribution_headers(
+                kwargs["attribution_headers"]  # type: ignore[arg-type]
+                if kwargs.get("attribution_headers") is not None
+                else env.get("AISPEND_ATTRIBUTION_HEADERS")
+            ),
             key_aliases=dict(aliases)
             if isinstance(aliases, Mapping)
             else parse_aliases(env.get("AISPEND_KEY_ALIASES", "")),

@@ -52,20 +52,34 @@ READ_HEADERS = frozenset(
 _ATTRIBUTION_PREFIX = "x-aispend-"
 
 
-_READ_BYTES = frozenset(name.encode() for name in READ_HEADERS)
+@dataclass(frozen=True, slots=True)
+class HeaderNames:
+    """Header names to copy from a request (lower-case), as str and as bytes (httpx's raw headers)."""
+
+    names: frozenset[str]
+    raw: frozenset[bytes]
+
+    @classmethod
+    def of(cls, names: Iterable[str]) -> HeaderNames:
+        lower = frozenset(n.lower() for n in names)
+        return cls(lower, frozenset(n.encode("latin-1") for n in lower))
 
 
-def read_headers(pairs: Iterable[tuple[Any, Any]]) -> dict[str, str]:
-    """The headers in READ_HEADERS or starting with ``x-aispend-``, lower-cased names."""
+DEFAULT_HEADERS = HeaderNames.of(READ_HEADERS)
+
+
+def read_headers(pairs: Iterable[tuple[Any, Any]], wanted: HeaderNames = DEFAULT_HEADERS) -> dict[str, str]:
+    """The headers in ``wanted`` or starting with ``x-aispend-``, lower-cased names."""
     out = {}
+    names, raw = wanted.names, wanted.raw
     for name, value in pairs:
         if isinstance(name, bytes):  # httpx's raw headers: compare bytes, decode only the few we keep
             lower = name.lower()
-            if lower in _READ_BYTES or lower.startswith(b"x-aispend-"):
+            if lower in raw or lower.startswith(b"x-aispend-"):
                 out[lower.decode("latin-1")] = value.decode("latin-1")
             continue
         lower = name.lower()
-        if lower in READ_HEADERS or lower.startswith(_ATTRIBUTION_PREFIX):
+        if lower in names or lower.startswith(_ATTRIBUTION_PREFIX):
             out[lower] = value
     return out
 

@@ -24,14 +24,18 @@ from aispend.instrumentation.safety import log_once
 
 MAX_PENDING = 20_000  # jobs; a producer waits while more are queued
 INTERVAL = 0.05  # seconds between runs when nobody asks for a flush
-YIELD_AFTER = 0.0005  # seconds of work after which the GIL is offered back
+YIELD_AFTER = 0.0002  # seconds of work after which the GIL is handed back
+# A real (if short) sleep: ``sleep(0)`` drops the GIL and takes it straight back before a waiting
+# thread wakes, so the app's thread went on waiting until CPython's 5 ms switch interval forced a
+# switch, which is what the tail latency of calls made while spans were being recorded showed.
+YIELD_SLEEP = 0.00005
 _FLUSH = object()
 
 
 class Worker:
     """Jobs are appended to a deque without waking anyone (a wake-up per call would cost more
     than the job: two threads trading the GIL); the thread wakes every ``interval`` seconds, or
-    when asked to flush, and runs what is there, offering the GIL back every ``YIELD_AFTER`` of work."""
+    when asked to flush, and runs what is there, handing the GIL back every ``YIELD_AFTER`` of work."""
 
     def __init__(self, max_pending: int = MAX_PENDING, interval: float = INTERVAL, inline: bool = False) -> None:
         self._inline = inline  # run each job at once, on the submitting thread
@@ -101,7 +105,7 @@ class Worker:
                     continue
                 _run_job(job, args)
                 if time.perf_counter() - yielded > YIELD_AFTER:
-                    time.sleep(0)  # let a thread that wants the GIL back (the app's) have it
+                    time.sleep(YIELD_SLEEP)  # let a thread that wants the GIL (the app's) have it
                     yielded = time.perf_counter()
 
 

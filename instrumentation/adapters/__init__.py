@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aispend.instrumentation.adapters.anthropic import AnthropicAdapter
 from aispend.instrumentation.adapters.base import Adapter, CallStart, Observed
@@ -47,10 +47,29 @@ def adapter_for(provider: str) -> Adapter:
             return OpenAIAdapter(provider=provider)
 
 
+def sdk_wire_format(user_agent: str | None) -> str | None:
+    """``openai``, ``azure`` or ``anthropic`` when the User-Agent is that vendor's own SDK
+    (``OpenAI/Python 3.57.0``, ``AsyncAzureOpenAI/Python …``, ``Anthropic/Python 2.14.0``,
+    ``OpenAI/JS …``), else None."""
+    if not user_agent:
+        return None
+    name = user_agent.partition("/")[0]
+    name = name.removeprefix("Async")
+    return _SDK_NAMES.get(name)
+
+
+_SDK_NAMES = {"OpenAI": "openai", "AzureOpenAI": "azure", "Anthropic": "anthropic"}
+_SDK_ROUTES_KEPT = 256  # (host, port, SDK) adapters cached for hosts aispend does not know
+
+
 class Router:
     """Finds the adapter for a request in a dict lookup; non-AI traffic costs one miss."""
 
-    def __init__(self, provider_urls: Iterable[ProviderURL] = ()) -> None:
+    def __init__(
+        self, provider_urls: Iterable[ProviderURL] = (), provider_names: Mapping[str, str] | None = None
+    ) -> None:
+        self._names = dict(provider_names or {})
+        self._sdk_routes: dict[tuple[str, int | None, str], Adapter] = {}
         self._hosts = {host: adapter_for(p) for host, p in HOSTS.items()}
         self._suffixes = tuple((suffix, adapter_for(p)) for suffix, p in HOST_SUFFIXES)
         self._patterns = tuple((pattern, adapter_for(p)) for pattern, p in HOST_PATTERNS)
@@ -63,9 +82,11 @@ class Router:
     def route(self, request: HttpRequest) -> Adapter | None:
         routes = self._configured.get((request.host, request.port))
         if routes:
+            # A gateway serves several providers under one host:port: the longest prefix whose
+            # adapter recognises the request wins; one that does not passes it to the next.
             for prefix, adapter in routes:
-                if request.path.startswith(prefix):
-                    return adapter if adapter.matches(request) else None
+                if request.path.startswith(prefix) and adapter.matches(request):
+                    return adapter
         adapter = self._hosts.get(request.host)
         if adapter is None:
             for suffix, candidate in self._suffixes:
@@ -79,5 +100,31 @@ class Router:
                     break
         return adapter if adapter is not None and adapter.matches(request) else None
 
+    def route_sdk(self, request: HttpRequest, user_agent: str | None) -> Adapter | None:
+        """For a request ``route`` found no adapter for: the adapter of the OpenAI or Anthropic
+        SDK that sent it (known by its User-Agent), named for the host, if it recognises the call.
+        Nothing else of such a request is read, and requests from any other client are ignored."""
+        wire = sdk_wire_format(user_agent)
+        if wire is None:
+            return None
+        key = (request.host, request.port, wire)
+        adapter = self._sdk_routes.get(key)
+        if adapter is None:
+            if len(self._sdk_routes) >= _SDK_ROUTES_KEPT:
+                self._sdk_routes.clear()
+            name = self.provider_name(request.host, request.port)
+            if wire == "anthropic":
+                adapter = AnthropicAdapter(provider=name)
+            else:
+                adapter = OpenAIAdapter(provider=name, azure=wire == "azure")
+            self._sdk_routes[key] = adapter
+        return adapter if adapter.matches(request) else None
 
-__all__ = ["Adapter", "CallStart", "Observed", "Router", "adapter_for"]
+    def provider_name(self, host: str, port: int | None) -> str:
+        """The provider an unknown host's calls are named for: ``AISPEND_PROVIDER_NAMES``
+        (``host:port``, then ``host``), else the host itself."""
+        host = host.lower()
+        return self._names.get(f"{host}:{port}") or self._names.get(host) or host
+
+
+__all__ = ["Adapter", "CallStart", "Observed", "Router", "adapter_for", "sdk_wire_format"]

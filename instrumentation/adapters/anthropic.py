@@ -1,5 +1,9 @@
 """Anthropic Messages API: JSON and SSE (message_start / message_delta carry the usage).
 
+In a stream, ``message_start`` has the final input and cache counts but ``output_tokens: 1``, a
+placeholder; only ``message_delta`` has the final output. A stream that ends before it (the app
+stopped reading) keeps the input counts and has its output estimated from the text seen.
+
 Anthropic's ``input_tokens`` EXCLUDE cache reads and writes; the GenAI convention (and OpenAI)
 include them, so input = input_tokens + cache_read_input_tokens + cache_creation_input_tokens.
 """
@@ -77,14 +81,16 @@ class AnthropicAdapter:
         if response.status >= 400 or body.get("type") == "error":
             observed.error_type = error_type_from_body(body)
             return
-        self._message(body, observed, {})
+        self._message(body, observed, {}, final=True)
         for block in body.get("content") or ():
             if isinstance(block, dict) and isinstance(block.get("text"), str):
                 observed.add_text(block["text"])
         if isinstance(body.get("completion"), str):
             observed.add_text(body["completion"])
 
-    def _message(self, message: dict, observed: Observed, usage_state: dict[str, int]) -> None:
+    def _message(self, message: dict, observed: Observed, usage_state: dict[str, int], final: bool) -> None:
+        """A message object; in a stream (``message_start``) its usage is not final: input and
+        cache counts are, output is a placeholder until ``message_delta``."""
         attrs = observed.attributes
         if isinstance(message.get("model"), str):
             attrs[sc.GEN_AI_RESPONSE_MODEL] = message["model"]
@@ -93,7 +99,10 @@ class AnthropicAdapter:
         if isinstance(message.get("stop_reason"), str):
             attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = (message["stop_reason"],)
         if _usage(attrs, message.get("usage"), usage_state):
-            observed.usage_reported = True
+            if final:
+                observed.usage_reported = True
+            elif "input_tokens" in usage_state:
+                observed.input_known = True
 
     def stream_observer(self, start: CallStart, observed: Observed) -> _AnthropicStream:
         return _AnthropicStream(self, observed)
@@ -128,7 +137,7 @@ class _AnthropicStream:
     def _apply(self, payload: dict[str, Any], event: str = "") -> None:
         kind = payload.get("type") or event
         if kind == "message_start" and isinstance(payload.get("message"), dict):
-            self._adapter._message(payload["message"], self.observed, self._usage)
+            self._adapter._message(payload["message"], self.observed, self._usage, final=False)
         elif kind == "content_block_delta":
             text = dig(payload, "delta", "text")
             if isinstance(text, str):

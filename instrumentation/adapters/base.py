@@ -40,7 +40,11 @@ class Observed:
     """What the response said (built incrementally for streams)."""
 
     attributes: Attributes = field(default_factory=dict)
-    usage_reported: bool = False
+    usage_reported: bool = False  # the provider's final usage is in ``attributes``
+    # Usage not final yet (a stream the app stopped reading): the input and cache counts in
+    # ``attributes`` are the provider's (Anthropic's message_start), and any output count there
+    # is a lower bound (its placeholder 1, Gemini's running total); the rest is estimated.
+    input_known: bool = False
     output_chars: int = 0
     texts: list[str] = field(default_factory=list)  # for an estimate, if no usage comes (references)
     output_text: list[str] | None = None  # collected only when content capture is on
@@ -177,6 +181,19 @@ def error_type_from_body(body: Any) -> str | None:
             value = err.get(key)
             if isinstance(value, str) and value:
                 return value
+    return None
+
+
+def error_in_ok_body(body: Any, *answer_keys: str) -> str | None:
+    """The error type of a 2xx body that is an error object and no answer (Azure's content filter
+    answers ``{"error": {"code": "content_filter", ...}}``; vLLM ``{"object": "error", ...}``)."""
+    if not isinstance(body, dict) or any(key in body for key in answer_keys):
+        return None
+    if "error" in body and body["error"] is not None:
+        return error_type_from_body(body) or (body["error"] if isinstance(body["error"], str) else "error")[:64]
+    if body.get("object") == "error":
+        kind = body.get("type") or body.get("code")
+        return str(kind)[:64] if kind else "error"
     return None
 
 

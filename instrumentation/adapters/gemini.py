@@ -14,6 +14,7 @@ from aispend.instrumentation.adapters.base import (
     CallStart,
     HeldEvents,
     Observed,
+    error_in_ok_body,
     error_type_from_body,
     finish_reasons,
     num,
@@ -38,8 +39,14 @@ def _method(path: str) -> tuple[str, str] | None:
     return (model, method) if sep and method in _METHODS else None
 
 
+def _has_counts(meta: Any) -> bool:
+    return isinstance(meta, dict) and ("promptTokenCount" in meta or "candidatesTokenCount" in meta)
+
+
 def _usage(attrs: dict, meta: Any) -> bool:
-    if not isinstance(meta, dict):
+    """Write a ``usageMetadata``'s counts; False when it has none (Vertex's chunks before the last
+    carry only ``trafficType``)."""
+    if not _has_counts(meta):
         return False
     prompt = num(meta.get("promptTokenCount"))
     tool_prompt = num(meta.get("toolUsePromptTokenCount")) or 0
@@ -87,12 +94,23 @@ class GeminiAdapter:
         if response.status >= 400:
             observed.error_type = error_type_from_body(body)
             return
+        error = error_in_ok_body(body, "candidates", "usageMetadata", "embedding", "embeddings")
+        if error is not None:
+            observed.error_type = error
+            return
+        if isinstance(body, dict):
+            self.read_chunk(body, observed, final=True)
+            return
         # streamGenerateContent without alt=sse answers one JSON array of chunks
-        for chunk in body if isinstance(body, list) else [body]:
+        finished = False
+        for chunk in body if isinstance(body, list) else ():
             if isinstance(chunk, dict):
-                self.read_chunk(chunk, observed)
+                finished = self.read_chunk(chunk, observed, finished) or finished
 
-    def read_chunk(self, chunk: dict, observed: Observed) -> None:
+    def read_chunk(self, chunk: dict, observed: Observed, final: bool) -> bool:
+        """Read one response or stream chunk; True if it has a finish reason. Its usage is final
+        when ``final`` (a whole response, or a chunk at or after the finish reason); before that a
+        stream's counts are running totals, the prompt's already exact."""
         attrs = observed.attributes
         if isinstance(chunk.get("modelVersion"), str):
             attrs[sc.GEN_AI_RESPONSE_MODEL] = chunk["modelVersion"]
@@ -107,22 +125,28 @@ class GeminiAdapter:
             for part in (content.get("parts") or ()) if isinstance(content, dict) else ():
                 if isinstance(part, dict) and isinstance(part.get("text"), str) and not part.get("thought"):
                     observed.add_text(part["text"])
+        final = final or reasons is not None
         if _usage(attrs, chunk.get("usageMetadata")):
-            observed.usage_reported = True
+            if final:
+                observed.usage_reported = True
+            elif sc.GEN_AI_USAGE_INPUT_TOKENS in attrs:
+                observed.input_known = True
+        return reasons is not None
 
     def stream_observer(self, start: CallStart, observed: Observed) -> _GeminiStream:
         return _GeminiStream(self, observed)
 
 
 class _GeminiStream:
-    """Each chunk carries the usage so far: chunks are held and, when the last one has the usage
-    (and content capture is off), only it is parsed."""
+    """Each chunk carries the usage so far: chunks are held and, when the last one has the final
+    usage (and content capture is off), only the chunks back to the finish reason are parsed."""
 
-    __slots__ = ("_adapter", "_chunks", "observed")
+    __slots__ = ("_adapter", "_chunks", "_finished", "observed")
 
     def __init__(self, adapter: GeminiAdapter, observed: Observed) -> None:
         self._adapter = adapter
         self.observed = observed
+        self._finished = False
         self._chunks = HeldEvents(self._apply)
 
     def on_event(self, event: str, data: str) -> None:
@@ -130,14 +154,19 @@ class _GeminiStream:
 
     def close(self) -> None:
         capture = self.observed.output_text is not None
-        self._chunks.release(None if capture else _usage_in_newest)
+        self._chunks.release(None if capture else _final_usage_in_tail)
 
     def _apply(self, chunk: dict[str, Any]) -> None:
         if "error" in chunk and "candidates" not in chunk:
             self.observed.error_type = error_type_from_body(chunk) or "stream_error"
         else:
-            self._adapter.read_chunk(chunk, self.observed)
+            self._finished = self._adapter.read_chunk(chunk, self.observed, self._finished) or self._finished
 
 
-def _usage_in_newest(tail: list[dict[str, Any]]) -> bool:
-    return isinstance(tail[0].get("usageMetadata"), dict) and "error" not in tail[0]
+def _final_usage_in_tail(tail: list[dict[str, Any]]) -> bool:
+    """The newest chunk has counts and a finish reason is among the chunks read back (the
+    stream was read to its end): nothing older is needed. ``tail[-1]`` is the one just read."""
+    newest = tail[0]
+    if "error" in newest or not _has_counts(newest.get("usageMetadata")):
+        return False
+    return any(isinstance(c, dict) and c.get("finishReason") for c in tail[-1].get("candidates") or ())

@@ -17,6 +17,7 @@ from aispend.instrumentation.adapters.base import (
     Observed,
     bearer,
     dig,
+    error_in_ok_body,
     error_type_from_body,
     event_json,
     finish_reasons,
@@ -63,6 +64,24 @@ def _chat_usage(attrs: dict, usage: Any) -> bool:
         cache_read=num(dig(usage, "input_tokens_details", "cached_tokens")),
         reasoning=num(dig(usage, "output_tokens_details", "reasoning_tokens")),
     )
+
+
+def usage_in(chunk: dict[str, Any]) -> Any:
+    """A chunk's usage wherever an OpenAI-compatible host puts it: top-level ``usage`` (OpenAI,
+    ``stream_options.include_usage``), ``x_<host>.usage`` (Groq's ``x_groq``), or inside a choice
+    (hosts that attach it to the final choice). None when the chunk carries none."""
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        return usage
+    for key, value in chunk.items():
+        if key.startswith("x_") and isinstance(value, dict) and isinstance(value.get("usage"), dict):
+            return value["usage"]
+    choices = chunk.get("choices")
+    if choices and isinstance(choices, list):
+        last = choices[-1]
+        if isinstance(last, dict) and isinstance(last.get("usage"), dict):
+            return last["usage"]
+    return None
 
 
 def _response_text(body: dict) -> list[str]:
@@ -134,6 +153,10 @@ class OpenAIAdapter:
         if response.status >= 400:
             observed.error_type = error_type_from_body(body)
             return
+        error = error_in_ok_body(body, "choices", "output", "data")
+        if error is not None:
+            observed.error_type = error
+            return
         self._read_body(start, body, observed)
 
     def _read_body(self, start: CallStart, body: dict, observed: Observed) -> None:
@@ -149,7 +172,7 @@ class OpenAIAdapter:
             attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
         if start.kind == "image" and isinstance(body.get("data"), list):
             attrs[sc.AISPEND_USAGE_IMAGES] = len(body["data"])
-        if _chat_usage(attrs, body.get("usage")):
+        if _chat_usage(attrs, usage_in(body)):
             observed.usage_reported = True
         for text in _response_text(body):
             observed.add_text(text)
@@ -198,7 +221,7 @@ class _OpenAIStream:
     def _enough(self, tail: list[dict[str, Any]]) -> bool:
         """The newest chunks hold the usage and every choice's finish reason. Called with each
         chunk read back (``tail[-1]``), so it looks at that one only: linear in the stream."""
-        if not isinstance(tail[0].get("usage"), dict):
+        if usage_in(tail[0]) is None:
             return False  # no usage at the end: every chunk's text may be needed for the estimate
         for choice in tail[-1].get("choices") or ():
             if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
@@ -230,7 +253,7 @@ class _OpenAIStream:
                 index = choice.get("index") if isinstance(choice.get("index"), int) else 0
                 self._reasons[index] = choice["finish_reason"]
                 attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(self._reasons[i] for i in sorted(self._reasons))
-        if _chat_usage(attrs, chunk.get("usage")):
+        if _chat_usage(attrs, usage_in(chunk)):
             self.observed.usage_reported = True
 
     def _responses_event(self, kind: str, event: dict) -> None:

@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from aispend.instrumentation.calls import Call, Recorder, Tap
-from aispend.instrumentation.exchange import HttpRequest, default_port, read_headers
+from aispend.instrumentation.exchange import HeaderNames, HttpRequest, default_port, read_headers
 from aispend.instrumentation.safety import log_once
 
 
@@ -66,7 +66,7 @@ def _begin(recorder: Recorder, session: Any, args: tuple, kwargs: dict) -> tuple
         log_once("reading an aiohttp request", exc)
         return None, kwargs
     stripped: list[str] = []
-    call = recorder.begin(head, lambda: _complete(session, head, url, kwargs), stripped.append)
+    call = recorder.begin(head, lambda: _complete(session, head, url, kwargs, recorder.header_names), stripped.append)
     if stripped:
         kwargs = _without_headers(session, kwargs, stripped)
     return call, kwargs
@@ -77,15 +77,15 @@ def _url(session: Any, target: Any) -> URL:
     return build(target) if build is not None else URL(target)
 
 
-def _complete(session: Any, head: HttpRequest, url: URL, kwargs: Mapping[str, Any]) -> HttpRequest:
+def _complete(session: Any, head: HttpRequest, url: URL, kwargs: Mapping[str, Any], wanted: HeaderNames) -> HttpRequest:
     params = kwargs.get("params")
     if params:
         url = url.extend_query(params)
     defaults = getattr(session, "_default_headers", None)
-    headers = read_headers(defaults.items()) if defaults else {}
+    headers = read_headers(defaults.items(), wanted) if defaults else {}
     extra = kwargs.get("headers")
     if extra:
-        headers.update(read_headers(_pairs(extra)))  # the request's own headers win, as in aiohttp
+        headers.update(read_headers(_pairs(extra), wanted))  # the request's own headers win, as in aiohttp
     return head.with_content(query=url.raw_query_string, headers=headers, body=_body(kwargs))
 
 

@@ -99,7 +99,7 @@ def send(recorder: Recorder) -> Any:
             return wrapped(*args, **kwargs)
 
         def complete() -> HttpRequest:
-            headers = read_headers(_text_headers(request.headers))
+            headers = read_headers(_text_headers(request.headers), recorder.header_names)
             return head.with_content(query=parts.query, headers=headers, body=_body(request.body))
 
         call = recorder.begin(head, complete, _keep)

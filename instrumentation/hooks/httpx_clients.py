@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Any
 
 from aispend.instrumentation.calls import Call, Recorder
-from aispend.instrumentation.exchange import HttpRequest, default_port, read_headers
+from aispend.instrumentation.exchange import HeaderNames, HttpRequest, default_port, read_headers
 from aispend.instrumentation.hooks.streams import AsyncStreamProxy, SyncStreamProxy
 from aispend.instrumentation.safety import log_once
 
@@ -25,7 +25,7 @@ def _head(request: Any) -> HttpRequest:
     )
 
 
-def _complete(request: Any, head: HttpRequest) -> HttpRequest:
+def _complete(request: Any, head: HttpRequest, wanted: HeaderNames) -> HttpRequest:
     try:
         body = request.content
     except Exception:  # a streaming upload that was not read yet: no JSON to look at
@@ -33,7 +33,7 @@ def _complete(request: Any, head: HttpRequest) -> HttpRequest:
     query = request.url.query
     return head.with_content(
         query=query.decode("ascii", "replace") if isinstance(query, bytes) else str(query),
-        headers=read_headers(request.headers.raw),
+        headers=read_headers(request.headers.raw, wanted),
         body=body,
     )
 
@@ -48,7 +48,12 @@ def _begin(recorder: Recorder, request: Any) -> Call | None:
     def strip(name: str) -> None:
         del request.headers[name]
 
-    return recorder.begin(head, lambda: _complete(request, head), strip)
+    return recorder.begin(
+        head,
+        lambda: _complete(request, head, recorder.header_names),
+        strip,
+        lambda: request.headers.get("user-agent"),
+    )
 
 
 def _observe(call: Call, response: Any, streamed: bool, proxy: type) -> None:

@@ -39,13 +39,15 @@ def send(recorder: Recorder) -> Any:
 
         def complete() -> HttpRequest:
             return head.with_content(
-                query=parts.query, headers=read_headers(prepared.headers.items()), body=_body(prepared)
+                query=parts.query,
+                headers=read_headers(prepared.headers.items(), recorder.header_names),
+                body=_body(prepared),
             )
 
         def strip(name: str) -> None:
             prepared.headers.pop(name, None)
 
-        call = recorder.begin(head, complete, strip)
+        call = recorder.begin(head, complete, strip, lambda: prepared.headers.get("user-agent"))
         if call is None:
             return wrapped(*args, **kwargs)
         response = call.run(lambda: wrapped(*args, **kwargs))

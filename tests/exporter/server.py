@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -97,8 +98,16 @@ class ServeProcess:
                     "otlp_http": int(http_port.group(1)) if http_port else 0,
                     "metrics": int(metrics_port.group(1)),
                 }
+                # keep reading its output, so a chatty server never blocks on a full pipe
+                self.output: list[str] = []
+                threading.Thread(target=self._drain, daemon=True).start()
                 return self
         raise RuntimeError("aispend serve did not report its ports in 30 s")
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None

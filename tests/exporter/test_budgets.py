@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -17,6 +18,7 @@ import yaml
 
 from aispend.exporter.budget_rules import render
 from aispend.exporter.budgets import BudgetsError, BudgetTracker, load_budgets, parse_budgets, period_bounds
+from aispend.exporter.ledger import Accounting, SQLiteLedger
 from aispend.exporter.normalise import Call
 from tests.exporter.server import running, scrape, value
 from tests.exporter.spans import llm, otlp_request
@@ -80,8 +82,8 @@ def _call(cost: str, start: datetime, **labels) -> Call:
     fields = dict(service="app", provider="openai", model="gpt-4", operation="chat", feature="", customer="", key="")
     fields.update(labels)
     return Call(
-        trace_id=b"t",
-        span_id=b"s",
+        trace_id=os.urandom(16),
+        span_id=os.urandom(8),
         parent_span_id=b"",
         start_ns=int(start.timestamp() * 1e9),
         duration_s=0,
@@ -91,8 +93,17 @@ def _call(cost: str, start: datetime, **labels) -> Call:
         status="ok",
         error_type="",
         cost=Decimal(cost),
+        priced=True,
+        from_aispend=True,
         **fields,
     )
+
+
+def _add(ledger, tracker, calls, when: datetime) -> None:
+    """Record calls as a batch does: the budgets' spend changes in the batch's transaction."""
+    ns = int(when.timestamp() * 1e9)
+    ledger.record(calls, Accounting("test", budgets=tracker.windows(ns), now_ns=ns))
+    tracker.changed()
 
 
 def test_tracker_scopes_periods_and_overrides():
@@ -103,13 +114,15 @@ def test_tracker_scopes_periods_and_overrides():
             "  - {name: acme-day, period: day, amount_usd: 1, scope: {customer: acme}}\n"
         )
     )
-    tracker = BudgetTracker(budgets, clock=lambda: clock[0])
-    tracker.add([_call("2.5", clock[0], customer="acme"), _call("1", clock[0], provider="anthropic", customer="acme")])
+    ledger = SQLiteLedger(":memory:")
+    tracker = BudgetTracker(budgets, ledger, clock=lambda: clock[0], refresh=0)
+    calls = [_call("2.5", clock[0], customer="acme"), _call("1", clock[0], provider="anthropic", customer="acme")]
+    _add(ledger, tracker, calls, clock[0])
     assert {b["name"]: b["spend_usd"] for b in tracker.as_json()} == {"openai": 2.5, "acme-day": 3.5}
     assert tracker.as_json()[1]["exhausted"] is True
     clock[0] = datetime(2026, 2, 1, 0, 1, tzinfo=UTC)  # a new day and a new month
     assert {b["name"]: b["spend_usd"] for b in tracker.as_json()} == {"openai": 0, "acme-day": 0}
-    tracker.add([_call("4", clock[0])])
+    _add(ledger, tracker, [_call("4", clock[0])], clock[0])
     tracker.override("openai", Decimal(50), reset=False)
     state = tracker.as_json()[0]
     assert (state["limit_usd"], state["spend_usd"], state["resets_at"]) == (50, 4, "2026-03-01T00:00:00+00:00")

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from aispend.exporter.config import ExporterConfig
-from aispend.exporter.ledger import LedgerError, SQLiteLedger
+from aispend.exporter.ledger import Filters, LedgerError, SQLiteLedger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline, RetryableError
 from aispend.pricing import PriceEngine
@@ -193,15 +193,15 @@ def test_labels_cleaned_and_bounded():
 def test_ledger_failure_is_retryable_and_applies_nothing():
     pipeline, metrics, ledger = make()
 
-    def broken(calls):
+    def broken(calls, acc):
         raise LedgerError("disk full")
 
-    ledger.write = broken
+    ledger.record = broken
     request = otlp_request([llm("openai", "gpt-4", 150, 75)])
     with pytest.raises(RetryableError):
         pipeline.export(request)
-    assert metrics.cost == {} and len(pipeline.deduper) == 0
-    del ledger.write  # the disk has room again: the sender's retry is recorded once
+    assert metrics.cost == {} and ledger.summary(Filters(), []) == []
+    del ledger.record  # the disk has room again: the sender's retry is recorded once
     assert pipeline.export(request).recorded == 1
     assert cost_of(metrics) == Decimal("0.009")
 
@@ -219,4 +219,4 @@ def test_restore_from_ledger(tmp_path):
     assert metrics2.tokens == metrics.tokens and metrics2.requests == metrics.requests
     assert metrics2.unpriced == metrics.unpriced
     assert metrics2.duration == metrics.duration and sum(h[-1] for h in metrics.duration.values()) == 2
-    assert again.export(request).duplicates == 2  # the dedupe memory survives the restart
+    assert again.export(request).duplicates == 2  # the ledger knows them after the restart

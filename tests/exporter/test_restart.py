@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
+import time
 import urllib.request
 
 import grpc
 import pytest
 
 from aispend.exporter.grpc_receiver import EXPORT_METHOD
+from aispend.exporter.ledger import CALL_COLUMNS, SQLiteLedger, utc_day
 from tests.exporter.server import ServeProcess, scrape, value
-from tests.exporter.spans import llm, otlp_request
+from tests.exporter.spans import NOW_NS, llm, otlp_request
 from tests.support.polling import eventually
 
 
-def grpc_export(port: int, request) -> None:
+def grpc_export(port: int, request, timeout: float = 10) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        channel.unary_unary(EXPORT_METHOD)(request.SerializeToString(), timeout=10)
+        channel.unary_unary(EXPORT_METHOD)(request.SerializeToString(), timeout=timeout)
 
 
 def test_restart_continues_counters_and_retries_count_once(tmp_path, ledger_url):
@@ -77,3 +80,73 @@ def test_sighup_reloads_budgets_and_survives_a_broken_file(tmp_path):
         assert value(scrape(proc.ports["metrics"]), "aispend_budget_limit_usd", budget="all") == 25.0
     finally:
         assert proc.stop() == 0
+
+
+def fill(path, rows: int) -> None:
+    """A ledger with ``rows`` calls from the past, written the fast way (one bulk insert)."""
+    ledger = SQLiteLedger(str(path))
+    ledger.close()
+    conn = sqlite3.connect(path)
+    day_ns = 86_400 * 10**9
+    start = NOW_NS - 30 * day_ns
+
+    def row(i: int) -> tuple:
+        ts = start + i * 1_000_000
+        values = dict.fromkeys(CALL_COLUMNS, 0)
+        values.update(
+            ts_ns=ts,
+            day=utc_day(ts),
+            duration_s=0.5,
+            service="app",
+            provider="openai",
+            model="gpt-4",
+            operation="chat",
+            feature="",
+            customer=f"c{i % 1000}",
+            key="",
+            response_model="",
+            kind="llm",
+            status="ok",
+            error_type="",
+            input_tokens=150,
+            output_tokens=75,
+            requests=1,
+            cost_nusd=9_000_000,
+            priced=1,
+            trace_id=f"{i:032x}",
+            span_id=f"{i:016x}",
+            parent_span_id="",
+            response_id=f"resp-{i}",
+            instance="old",
+        )
+        return tuple(values[c] for c in CALL_COLUMNS)
+
+    conn.executemany(
+        f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' * len(CALL_COLUMNS))})",
+        (row(i) for i in range(rows)),
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_a_retried_batch_after_kill_9_counts_once_with_a_million_calls_in_the_ledger(tmp_path):
+    path = tmp_path / "big.sqlite"
+    fill(path, 1_000_000)
+    args = ("--ledger", f"sqlite:///{path}", "--instance-id", "one")
+    batch = otlp_request([llm("openai", "gpt-4", 150, 75) for _ in range(20_000)])
+    first = ServeProcess(tmp_path, *args).start()
+    started = time.monotonic()
+    grpc_export(first.ports["otlp_grpc"], batch, timeout=300)  # committed ...
+    print(f"\n20,000 calls on a 1,000,000-call ledger recorded in {time.monotonic() - started:.1f} s")
+    first.stop(signal.SIGKILL)  # ... and the sender never saw the answer
+    second = ServeProcess(tmp_path, *args).start()
+    try:
+        grpc_export(second.ports["otlp_grpc"], batch, timeout=300)  # so it sends the batch again
+        text = scrape(second.ports["metrics"])
+        assert value(text, "aispend_spans_deduplicated_total", reason="retry") == 20_000
+        assert value(text, "aispend_requests_total") == 20_000  # this instance's counters: the batch, once
+        assert value(text, "aispend_cost_usd_total") == pytest.approx(20_000 * 0.009, abs=1e-9)
+    finally:
+        second.stop()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 1_020_000

@@ -66,6 +66,6 @@ def test_retention_keeps_daily_totals(tmp_path):
     pipeline.export(otlp_request([old, new]))
     assert ledger.prune(retention_days=90, now_ns=NOW_NS) == 1
     assert [c["customer"] for c in ledger.calls(Filters())] == ["b"]
-    totals = {labels[5]: cost for labels, _, _, cost, _ in ledger.totals()}
+    totals = {labels[5]: cost for labels, _, _, cost, _ in ledger.totals(pipeline.instance)}
     assert totals == {"a": Decimal("0.009"), "b": Decimal("0.009")}  # all-time totals survive
     assert ledger.summary(Filters(), [], from_daily=True)[0]["calls"] == 2

@@ -40,6 +40,8 @@ GEMINI_USAGE: dict[str, int] = {
     "cachedContentTokenCount": 0,
     "thoughtsTokenCount": 0,
 }
+#: Groq (OpenAI-compatible): the counts of a recorded Groq stream whose usage came in ``x_groq.usage``.
+GROQ_USAGE: dict[str, int] = {"prompt_tokens": 18, "completion_tokens": 73}
 #: Serper bills 1 credit per query (2 when more than 10 results are asked for).
 SERPER_USAGE: dict[str, int] = {"credits": 1}
 
@@ -49,6 +51,7 @@ DEFAULT_USAGE: dict[str, dict[str, int]] = {
     "openai_images": OPENAI_IMAGES_USAGE,
     "anthropic": ANTHROPIC_USAGE,
     "gemini": GEMINI_USAGE,
+    "groq": GROQ_USAGE,
     "serper": SERPER_USAGE,
 }
 
@@ -192,6 +195,84 @@ def openai_chat_chunks(
         last["usage"] = openai_chat_usage(usage)
         chunks.append(last)
     return chunks
+
+
+def groq_usage(u: dict[str, int]) -> dict[str, Any]:
+    """Groq's ``usage``: OpenAI's counts plus its queue and compute timings."""
+    return {
+        "queue_time": 0.037,
+        "prompt_tokens": u["prompt_tokens"],
+        "prompt_time": 0.0007,
+        "completion_tokens": u["completion_tokens"],
+        "completion_time": 0.46,
+        "total_tokens": u["prompt_tokens"] + u["completion_tokens"],
+        "total_time": 0.4607,
+    }
+
+
+def groq_chat_completion(*, id: str, model: str, text: str, usage: dict[str, int], created: int) -> dict[str, Any]:
+    """Groq's non-streaming ``chat.completion``: top-level ``usage`` and an ``x_groq`` request id."""
+    body = openai_chat_completion(
+        id=id, model=model, text=text, usage={**usage, "cached_tokens": 0, "reasoning_tokens": 0}, created=created
+    )
+    body.update(usage=groq_usage(usage), x_groq={"id": f"req_{id}"}, service_tier="on_demand", usage_breakdown=None)
+    return body
+
+
+def groq_chat_chunks(
+    *, id: str, model: str, pieces: list[str], usage: dict[str, int], created: int, include_usage: bool = False
+) -> list[dict[str, Any]]:
+    """A Groq stream as recorded: the first chunk carries ``x_groq.id``; the last one carries the
+    finish reason and the final usage in ``x_groq.usage`` (sent whether or not the request asked
+    for ``stream_options.include_usage``; with it, a top-level usage chunk follows too)."""
+
+    def chunk(choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_179b0f92c9",
+            "choices": choices,
+        }
+
+    def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    first = chunk([choice({"role": "assistant", "content": ""})])
+    first["x_groq"] = {"id": f"req_{id}"}
+    last = chunk([choice({}, "stop")])
+    last["x_groq"] = {"id": f"req_{id}", "usage": groq_usage(usage)}
+    chunks = [first, *(chunk([choice({"content": p})]) for p in pieces), last]
+    if include_usage:
+        tail = chunk([])
+        tail["usage"] = groq_usage(usage)
+        chunks.append(tail)
+    return chunks
+
+
+def azure_content_filter_error() -> dict[str, Any]:
+    """What Azure OpenAI answers when its content filter blocks a prompt (seen with HTTP 200 too)."""
+    category = {"filtered": False, "severity": "safe"}
+    return {
+        "error": {
+            "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+            "policy. Please modify your prompt and retry.",
+            "type": None,
+            "param": "prompt",
+            "code": "content_filter",
+            "status": 400,
+            "innererror": {
+                "code": "ResponsibleAIPolicyViolation",
+                "content_filter_result": {
+                    "hate": category,
+                    "self_harm": category,
+                    "sexual": category,
+                    "violence": {"filtered": True, "severity": "medium"},
+                },
+            },
+        }
+    }
 
 
 def openai_completion(*, id: str, model: str, text: str, usage: dict[str, int], created: int) -> dict[str, Any]:
@@ -448,9 +529,19 @@ def gemini_response(
     }
 
 
-def gemini_chunks(*, id: str, model: str, pieces: list[str], usage: dict[str, int]) -> list[dict[str, Any]]:
-    """Stream chunks whose ``usageMetadata`` is cumulative; the last one has the complete counts."""
+def gemini_chunks(
+    *, id: str, model: str, pieces: list[str], usage: dict[str, int], vertex: bool = False
+) -> list[dict[str, Any]]:
+    """Stream chunks whose ``usageMetadata`` is cumulative; the last one has the complete counts.
+    Vertex AI's chunks before the last carry only ``{"trafficType": "ON_DEMAND"}`` (no counts),
+    and its final usage adds ``trafficType``."""
     total = usage["candidatesTokenCount"]
+    if vertex:
+        chunks = gemini_chunks(id=id, model=model, pieces=pieces, usage=usage)
+        for chunk in chunks[:-1]:
+            chunk["usageMetadata"] = {"trafficType": "ON_DEMAND"}
+        chunks[-1]["usageMetadata"]["trafficType"] = "ON_DEMAND"
+        return chunks
     return [
         gemini_response(
             id=id,
@@ -663,14 +754,14 @@ _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHA
 
 def error_body(provider: str, status: int, message: str | None = None, request_id: str = "req_fake") -> Any:
     """An error body shaped like ``provider``'s real ones for HTTP ``status`` (400, 404, 429, 500)."""
-    if provider in ("openai", "azure"):
+    if provider in ("openai", "azure", "groq", "gateway"):
         etype, code, default = _OPENAI_ERRORS.get(status, _OPENAI_ERRORS[500])
         return {"error": {"message": message or default, "type": etype, "param": None, "code": code}}
     text = message or f"fake http_{status}"
     if provider == "anthropic":
         etype = _ANTHROPIC_ERRORS.get(status, "api_error")
         return {"type": "error", "error": {"type": etype, "message": text}, "request_id": request_id}
-    if provider == "gemini":
+    if provider in ("gemini", "vertex"):
         return {"error": {"code": status, "message": text, "status": _GOOGLE_STATUS.get(status, "UNKNOWN")}}
     if provider == "tavily":
         return {"detail": {"error": text}}

@@ -42,7 +42,8 @@ from tests.fakes import more_providers
 from tests.fakes import payloads as p
 
 #: Fault names accepted by ``FakeProviders.fault`` and the ``x-fake-fault`` header.
-FAULTS = frozenset({"not_json", "truncate", "http_429", "http_500", "http_400", "slow", "reset"})
+#: ``error_200`` answers HTTP 200 with an error object as the body (Azure's content filter does).
+FAULTS = frozenset({"not_json", "truncate", "http_429", "http_500", "http_400", "slow", "reset", "error_200"})
 _FAULT_STATUS = {"http_400": 400, "http_429": 429, "http_500": 500}
 
 
@@ -110,6 +111,16 @@ class FakeProviders(more_providers.MoreProviders):
                 ("POST", r"/azure/openai/deployments/(?P<deployment>[^/]+)/completions", self._openai_completions),
                 ("POST", r"/azure/openai/deployments/(?P<deployment>[^/]+)/embeddings", self._openai_embeddings),
                 ("POST", r"/anthropic/v1/messages", self._anthropic_messages),
+                ("POST", r"/groq/openai/v1/chat/completions", self._groq_chat),
+                # one gateway serving two providers' APIs under one base URL (LiteLLM-style proxies)
+                ("POST", r"/gateway/v1/chat/completions", self._openai_chat),
+                ("POST", r"/gateway/v1/messages", self._anthropic_messages),
+                (
+                    "POST",
+                    r"/vertex/v1/projects/[^/]+/locations/[^/]+/publishers/google/models/(?P<model>[^/:]+)"
+                    r":(?P<op>generateContent|streamGenerateContent)",
+                    self._gemini,
+                ),
                 ("POST", r"/gemini/v1(?:beta)?/models/(?P<model>[^/:]+):(?P<op>generateContent)", self._gemini),
                 ("POST", r"/gemini/v1(?:beta)?/models/(?P<model>[^/:]+):(?P<op>streamGenerateContent)", self._gemini),
                 ("POST", r"/serper/(?P<kind>search|images|news)", self._serper),
@@ -211,6 +222,11 @@ class FakeProviders(more_providers.MoreProviders):
     anthropic_base = property(lambda self: self.url + "/anthropic", doc="``Anthropic(base_url=...)``")
     azure_base = property(lambda self: self.url + "/azure", doc="``AzureOpenAI(azure_endpoint=...)``")
     gemini_base = property(lambda self: self.url + "/gemini")
+    vertex_base = property(lambda self: self.url + "/vertex", doc="Vertex AI: ``{base}/v1/projects/...``")
+    groq_base = property(lambda self: self.url + "/groq/openai/v1", doc="``OpenAI(base_url=...)`` / ``Groq``")
+    gateway_base = property(
+        lambda self: self.url + "/gateway", doc="one proxy: ``/v1/chat/completions``, ``/v1/messages``"
+    )
     serper_base = property(lambda self: self.url + "/serper")
     tavily_base = property(lambda self: self.url + "/tavily")
     brave_base = property(lambda self: self.url + "/brave")
@@ -262,6 +278,10 @@ class FakeProviders(more_providers.MoreProviders):
             return
         if fault in _FAULT_STATUS:
             h.send_reply(self._error_reply(req.provider, _FAULT_STATUS[fault]))
+            return
+        if fault == "error_200":
+            body = p.azure_content_filter_error() if req.provider == "azure" else p.error_body(req.provider, 400)
+            h.send_reply(_json_reply(body))
             return
         try:
             reply = endpoint(req, params)
@@ -438,6 +458,25 @@ class FakeProviders(more_providers.MoreProviders):
             p.anthropic_message(id=mid, model=model, text=p.reply_text("anthropic"), usage=usage), 200, headers
         )
 
+    # --- Groq -----------------------------------------------------------------------------------
+
+    def _groq_chat(self, req: RecordedRequest, params: dict[str, str]) -> _Reply:
+        body = self._body(req)
+        model = self._model(req, body, params)
+        usage = self._usage_for("groq", req)
+        cid, created = f"chatcmpl-groq-{self._next_id()}", int(time.time())
+        headers = {"x-request-id": f"req_fake_{self._next_id()}", "x-groq-region": "fake"}
+        if body.get("stream"):
+            include = bool((body.get("stream_options") or {}).get("include_usage"))
+            chunks = p.groq_chat_chunks(
+                id=cid, model=model, pieces=self._pieces("groq"), usage=usage, created=created, include_usage=include
+            )
+            return _sse_reply([*map(p.sse, chunks), p.sse("[DONE]")], headers)
+        text = p.reply_text("groq")
+        return _json_reply(
+            p.groq_chat_completion(id=cid, model=model, text=text, usage=usage, created=created), 200, headers
+        )
+
     # --- Gemini ---------------------------------------------------------------------------------
 
     def _gemini(self, req: RecordedRequest, params: dict[str, str]) -> _Reply:
@@ -445,7 +484,8 @@ class FakeProviders(more_providers.MoreProviders):
         model, usage, rid = params["model"], self._usage_for("gemini", req), f"fake-{self._next_id()}"
         if params["op"] == "generateContent":
             return _json_reply(p.gemini_response(id=rid, model=model, text=p.reply_text("gemini"), usage=usage))
-        chunks = p.gemini_chunks(id=rid, model=model, pieces=self._pieces("gemini"), usage=usage)
+        vertex = req.provider == "vertex"
+        chunks = p.gemini_chunks(id=rid, model=model, pieces=self._pieces("gemini"), usage=usage, vertex=vertex)
         if req.query.get("alt") == "sse":  # Gemini frames SSE events with CRLF
             return _sse_reply([p.sse(c, sep="\r\n") for c in chunks])
         return _json_reply(chunks)  # without alt=sse the stream is one JSON array

@@ -29,6 +29,8 @@ def provider_urls(fake: FakeProviders) -> str:
             f"azure.ai.openai={fake.azure_base}",
             f"anthropic={fake.anthropic_base}",
             f"gcp.gemini={fake.gemini_base}",
+            f"gcp.vertex_ai={fake.vertex_base}",
+            f"groq={fake.groq_base}",
             f"serper={fake.serper_base}",
             f"tavily={fake.tavily_base}",
             f"brave={fake.brave_base}",

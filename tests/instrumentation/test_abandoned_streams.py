@@ -1,0 +1,160 @@
+"""Streams the app stops reading early (break after a few chunks, then close), with the real SDKs.
+
+A span whose usage is not the provider's final count is marked ``aispend.usage.estimated``, and
+its estimate covers what the provider bills for what was sent and generated: the whole prompt
+(Anthropic's own count from ``message_start`` when it came; else estimated from the request)
+and the output seen so far.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.fakes import payloads
+from tests.instrumentation.conftest import ANTHROPIC_KEY, OPENAI_KEY
+
+PROMPT = "Tell me a long story about a lighthouse keeper, please."  # 55 characters
+GEMINI_KEY = "AIzaSyA-fake-gemini-key-0123456789abcd"
+GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}
+
+
+@pytest.fixture
+def slow_stream(harness):
+    """Ten pieces, 50 ms apart: the app's break comes long before the provider's last event."""
+    harness.fake.stream_chunks = 10
+    harness.fake.chunk_delay = 0.05
+    return harness
+
+
+def ours(h):
+    spans = [s for s in h.spans() if s.attributes.get("aispend.service.kind")]
+    assert len(spans) == 1, [s.name for s in h.spans()]
+    return dict(spans[0].attributes)
+
+
+def piece_tokens(provider: str, pieces: int) -> int:
+    """chars/4 of the first ``pieces`` of the fake's reply (the estimate of non-OpenAI output)."""
+    text = "".join(payloads.split_text(payloads.reply_text(provider), 10)[:pieces])
+    return math.ceil(len(text) / 4)
+
+
+def test_openai_stream_abandoned(slow_stream):
+    c = openai.OpenAI(base_url=slow_stream.fake.openai_base, api_key=OPENAI_KEY, max_retries=0)
+    stream = c.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": PROMPT}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    for i, _ in enumerate(stream):
+        if i == 2:
+            break
+    stream.close()
+    attrs = ours(slow_stream)
+    assert attrs["aispend.usage.estimated"] is True
+    assert attrs["gen_ai.usage.input_tokens"] > 6  # the prompt, counted from the request
+    full = len(payloads.reply_text("openai"))
+    assert 0 < attrs["gen_ai.usage.output_tokens"] < full / 2  # only what was generated before the close
+
+
+def test_anthropic_stream_abandoned_keeps_message_start_input(slow_stream):
+    c = anthropic.Anthropic(base_url=slow_stream.fake.anthropic_base, api_key=ANTHROPIC_KEY, max_retries=0)
+    stream = c.messages.create(
+        model="claude-haiku-4-5", max_tokens=500, messages=[{"role": "user", "content": PROMPT}], stream=True
+    )
+    seen = []
+    for event in stream:
+        if event.type == "content_block_delta":
+            seen.append(event.delta.text)
+            if len(seen) == 2:
+                break
+    stream.close()
+    attrs = ours(slow_stream)
+    assert attrs["aispend.usage.estimated"] is True
+    assert attrs["aispend.usage.estimator"] == "chars"
+    # message_start's counts are Anthropic's own and final: 9 + 3 cache read + 5 cache write
+    assert attrs["gen_ai.usage.input_tokens"] == 17
+    assert attrs["gen_ai.usage.cache_read.input_tokens"] == 3
+    assert attrs["gen_ai.usage.cache_creation.input_tokens"] == 5
+    # output: message_start's placeholder 1 is not a count; the text that reached the client is
+    # (the client may have read one event more than the app took)
+    assert attrs["gen_ai.usage.output_tokens"] in (piece_tokens("anthropic", 2), piece_tokens("anthropic", 3))
+    assert attrs["gen_ai.usage.output_tokens"] > 1
+
+
+def test_anthropic_stream_read_to_the_end_is_exact(harness):
+    c = anthropic.Anthropic(base_url=harness.fake.anthropic_base, api_key=ANTHROPIC_KEY, max_retries=0)
+    list(
+        c.messages.create(
+            model="claude-haiku-4-5", max_tokens=50, messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+    )
+    attrs = ours(harness)
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (17, 6)
+    assert "aispend.usage.estimated" not in attrs
+
+
+def test_gemini_stream_abandoned_with_google_genai(slow_stream):
+    genai = pytest.importorskip("google.genai", reason="pip install google-genai")
+    from google.genai import types
+
+    c = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=slow_stream.fake.gemini_base))
+    stream = c.models.generate_content_stream(model="gemini-2.0-flash", contents=PROMPT)
+    next(iter(stream))
+    stream.close()
+    del stream
+    gc.collect()
+    attrs = ours(slow_stream)
+    assert attrs["gen_ai.provider.name"] == "gcp.gemini"
+    assert attrs["aispend.usage.estimated"] is True
+    # Gemini's running totals: the prompt's count is already exact (12); the output is at least
+    # the running total seen (0 after one of ten pieces), else the text seen
+    assert attrs["gen_ai.usage.input_tokens"] == 12
+    assert 0 < attrs["gen_ai.usage.output_tokens"] < 8
+
+
+def test_gemini_stream_read_to_the_end_with_google_genai(harness):
+    genai = pytest.importorskip("google.genai", reason="pip install google-genai")
+    from google.genai import types
+
+    c = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=harness.fake.gemini_base))
+    chunks = list(c.models.generate_content_stream(model="gemini-2.0-flash", contents=PROMPT))
+    assert chunks[-1].usage_metadata.prompt_token_count == 12
+    attrs = ours(harness)
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (12, 8)
+    assert "aispend.usage.estimated" not in attrs
+
+
+def vertex_url(h) -> str:
+    return (
+        f"{h.fake.vertex_base}/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash"
+        ":streamGenerateContent?alt=sse"
+    )
+
+
+def test_vertex_stream_abandoned_is_estimated_not_zero(slow_stream):
+    """Vertex's chunks before the last carry ``usageMetadata: {trafficType}`` only: not usage."""
+    with httpx.Client() as c, c.stream("POST", vertex_url(slow_stream), json=GEMINI_BODY) as r:
+        lines = r.iter_lines()
+        while "trafficType" not in next(lines):
+            pass
+    attrs = ours(slow_stream)
+    assert attrs["gen_ai.provider.name"] == "gcp.vertex_ai"
+    assert attrs["aispend.usage.estimated"] is True
+    assert attrs["gen_ai.usage.input_tokens"] == math.ceil(len(PROMPT) / 4)  # the whole prompt is billed
+    assert attrs["gen_ai.usage.output_tokens"] >= piece_tokens("gemini", 1) > 0
+
+
+def test_vertex_stream_read_to_the_end_is_exact(harness):
+    with httpx.Client() as c, c.stream("POST", vertex_url(harness), json=GEMINI_BODY) as r:
+        body = r.read()
+    assert body.count(b"trafficType") == harness.fake.stream_chunks
+    attrs = ours(harness)
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (12, 8)
+    assert "aispend.usage.estimated" not in attrs

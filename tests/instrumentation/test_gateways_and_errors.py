@@ -1,0 +1,92 @@
+"""Gateways serving several providers under one host:port, and HTTP 200 answers that are errors."""
+
+from __future__ import annotations
+
+import anthropic
+import httpx
+import openai
+
+from tests.instrumentation.conftest import ANTHROPIC_KEY, OPENAI_KEY, instrument
+
+MESSAGES = [{"role": "user", "content": "Hello"}]
+
+
+def test_gateway_with_two_providers_under_one_base(fake):
+    """``openai=http://gw/v1,anthropic=http://gw``: the longer prefix's adapter does not know
+    ``/v1/messages``, so the Anthropic call falls through to the next route."""
+    fake.reset()
+    urls = f"openai={fake.gateway_base}/v1,anthropic={fake.gateway_base}"
+    h = instrument(fake, provider_urls=urls)
+    try:
+        oa = openai.OpenAI(base_url=f"{fake.gateway_base}/v1", api_key=OPENAI_KEY, max_retries=0)
+        oa.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        an = anthropic.Anthropic(base_url=fake.gateway_base, api_key=ANTHROPIC_KEY, max_retries=0)
+        an.messages.create(model="claude-haiku-4-5", max_tokens=20, messages=MESSAGES)
+        spans = {
+            s.attributes["gen_ai.provider.name"]: dict(s.attributes)
+            for s in h.spans()
+            if "aispend.service.kind" in s.attributes
+        }
+        assert set(spans) == {"openai", "anthropic"}
+        assert spans["openai"]["gen_ai.usage.input_tokens"] == 11
+        assert spans["anthropic"]["gen_ai.usage.input_tokens"] == 17
+        assert "aispend.usage.estimated" not in spans["anthropic"]
+    finally:
+        h.instrumentor.uninstrument()
+
+
+def test_gateway_requests_no_adapter_knows_get_no_span(fake):
+    fake.reset()
+    h = instrument(fake, provider_urls=f"openai={fake.gateway_base}/v1,anthropic={fake.gateway_base}")
+    try:
+        httpx.post(f"{fake.gateway_base}/v1/files", json={})  # neither wire format has this call
+        assert h.spans() == []
+    finally:
+        h.instrumentor.uninstrument()
+
+
+def test_azure_content_filter_with_http_200_is_an_error(harness):
+    harness.fake.fault = "error_200"
+    c = openai.AzureOpenAI(
+        azure_endpoint=harness.fake.azure_base,
+        api_key="azure-key-0000000000000000",
+        api_version="2024-10-21",
+        max_retries=0,
+    )
+    c.chat.completions.create(model="prod-gpt4o", messages=MESSAGES)  # the SDK returns the odd body as is
+    span = harness.span()
+    attrs = dict(span.attributes)
+    assert attrs["http.response.status_code"] == 200
+    assert attrs["error.type"] == "content_filter"
+    assert span.status.status_code.name == "ERROR"
+    assert "aispend.usage.estimated" not in attrs and "gen_ai.usage.input_tokens" not in attrs
+
+
+def test_openai_compatible_host_error_object_with_http_200(harness):
+    harness.fake.fault = "error_200"
+    c = openai.OpenAI(base_url=harness.fake.openai_base, api_key=OPENAI_KEY, max_retries=0)
+    c.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    attrs = harness.attrs()
+    assert attrs["error.type"] == "invalid_request_error"
+    assert "gen_ai.usage.output_tokens" not in attrs
+
+
+def test_gemini_error_object_with_http_200(harness):
+    harness.fake.fault = "error_200"
+    r = httpx.post(
+        f"{harness.fake.gemini_base}/v1beta/models/gemini-2.0-flash:generateContent",
+        json={"contents": [{"parts": [{"text": "hi"}]}]},
+        headers={"x-goog-api-key": "AIzaSy-test-0000"},
+    )
+    assert r.status_code == 200
+    assert harness.attrs()["error.type"] == "INVALID_ARGUMENT"
+
+
+def test_error_in_ok_body_shapes():
+    from aispend.instrumentation.adapters.base import error_in_ok_body
+
+    assert error_in_ok_body({"error": {"code": "content_filter"}}, "choices") == "content_filter"
+    assert error_in_ok_body({"error": "model overloaded"}, "choices") == "model overloaded"
+    assert error_in_ok_body({"object": "error", "type": "BadRequestError", "code": 400}, "choices") == "BadRequestError"
+    assert error_in_ok_body({"error": None, "choices": []}, "choices") is None  # an answer, not an error
+    assert error_in_ok_body({"id": "x", "error": None}, "output") is None
