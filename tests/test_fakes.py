@@ -457,7 +457,7 @@ def test_not_json_and_slow_faults(fake, oai):
     fake.fault = None
     with pytest.raises(ValueError, match="unknown fault"):
         fake.fault = "explode"
-    assert {"not_json", "truncate", "http_429", "http_500", "http_400", "slow", "reset"} == FAULTS
+    assert {"not_json", "truncate", "http_429", "http_500", "http_400", "slow", "reset", "error_200"} == FAULTS
 
 
 def test_anthropic_faults(fake, claude):
