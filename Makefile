@@ -1,12 +1,14 @@
 # Two entry points, both self-installing on a fresh Debian + Python 3.11 machine:
 #   make run   - set up and start the exporter (+ Prometheus and Alertmanager when installed)
-#   make test  - set up and run the whole test suite (installs Prometheus, Alertmanager and PostgreSQL too)
+#   make test  - set up and run the whole test suite (installs Prometheus, Alertmanager and PostgreSQL too,
+#                and builds the collector, bin/otelcol-aispend)
+#   make collector - build the OpenTelemetry Collector distribution bin/otelcol-aispend (docs/collector.md)
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench venv system-deps test-deps clean
+.PHONY: run test lint bench venv system-deps test-deps clean collector
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -25,15 +27,26 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
 	fi
 
-# The PostgreSQL server, which the ledger tests start on their own (the package's cluster is unused).
+# The PostgreSQL server, which the ledger tests start on their own (the package's cluster is unused),
+# and Debian's chromium, which the console's browser tests drive (Playwright never downloads one).
 test-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql chromium >/dev/null; \
 	fi
 
-test: $(STAMP) system-deps test-deps
+# The collector distribution (collector/builder-config.yaml), built with the OpenTelemetry Collector
+# Builder; collector/go.sh finds or fetches a new enough Go. Rebuilt only when the manifest or the
+# build scripts are newer than the binary.
+COLLECTOR := bin/otelcol-aispend
+$(COLLECTOR): collector/builder-config.yaml collector/build.sh collector/go.sh
+	collector/build.sh
+
+collector: $(COLLECTOR)
+	@echo "collector: $(COLLECTOR) is up to date ($$($(COLLECTOR) --version))"
+
+test: $(STAMP) system-deps test-deps collector
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -45,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pricing.py
 	$(BIN)/python benchmarks/instrumentation_overhead.py
 	$(BIN)/python benchmarks/exporter_throughput.py
+	$(BIN)/python benchmarks/console.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) bin build dist *.egg-info .pytest_cache .ruff_cache

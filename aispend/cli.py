@@ -11,6 +11,26 @@ from datetime import UTC, datetime
 from aispend import __version__
 
 
+def _count(text: str) -> int:
+    """A non-negative integer flag (argparse prints the subcommand's usage and this message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _when(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or date/time such as 2026-05-01, got {text!r}"
+        ) from None
+
+
 def _cmd_prices(args: argparse.Namespace) -> int:
     from aispend.pricing import PriceBookError, PriceEngine, UsageRecord
     from aispend.pricing.show import describe
@@ -23,7 +43,7 @@ def _cmd_prices(args: argparse.Namespace) -> int:
     except PriceBookError as exc:
         print(f"aispend prices: {exc}", file=sys.stderr)
         return 2
-    when = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    when = args.at or datetime.now(UTC)
     usage = UsageRecord(
         provider=provider or "",
         model=model,
@@ -67,14 +87,14 @@ def _add_prices(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--provider", help="provider name (openai, anthropic, gcp.gemini, serper, ...)")
     p.add_argument("--operation", default="chat")
     for flag in ("input", "output", "cache-read", "cache-write", "reasoning", "images", "free-used"):
-        p.add_argument(f"--{flag}", type=int, default=0, metavar="N")
-    p.add_argument("--requests", type=int, default=1, metavar="N", help="billable request units (default 1)")
+        p.add_argument(f"--{flag}", type=_count, default=0, metavar="N")
+    p.add_argument("--requests", type=_count, default=1, metavar="N", help="billable request units (default 1)")
     p.add_argument("--size", help="image size, e.g. 1024x1024")
     p.add_argument("--quality", help="image quality, e.g. standard, hd, low, medium, high")
-    p.add_argument("--at", help="price at this ISO date/time (default now)")
+    p.add_argument("--at", type=_when, help="price at this ISO date/time, e.g. 2026-05-01 (default now)")
     p.add_argument("--overrides", help="price overrides file (YAML)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=_cmd_prices)
+    p.set_defaults(func=_cmd_prices, parser=p)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -83,15 +103,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import threading
 
     from aispend.exporter.config import ConfigError, ExporterConfig
-    from aispend.exporter.ledger import redacted
+    from aispend.exporter.ledger import LedgerError
+    from aispend.exporter.ledger_location import shown
     from aispend.exporter.service import Exporter
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    exporter = None
     try:
         config = ExporterConfig.load(_settings(args), config_file=args.config)
         exporter = Exporter(config)
         exporter.start()
-    except (ConfigError, ValueError, OSError) as exc:
+    except (ConfigError, ValueError, OSError, LedgerError) as exc:
+        if exporter is not None:  # a listener that did start must not keep the process alive
+            exporter.stop(grace=0)
         print(f"aispend serve: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
@@ -116,7 +140,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             )
             if addr
         )
-        + f"; ledger {redacted(config.ledger)}; instance {exporter.pipeline.instance}",
+        + f"; ledger {shown(config.ledger)}; instance {exporter.pipeline.instance}",
         flush=True,
     )
     # A process signal may be delivered to any thread; Python runs the handler in the main thread
@@ -131,21 +155,31 @@ _SERVE_FLAGS = {
     "otlp_grpc": "OTLP/gRPC listen address (default 127.0.0.1:4317; '' disables)",
     "otlp_http": "OTLP/HTTP listen address (default 127.0.0.1:4318; '' disables)",
     "metrics": "/metrics and JSON API listen address (default 127.0.0.1:9464)",
-    "ledger": "ledger URL: sqlite:///path (default sqlite:///aispend.sqlite), postgresql://user:pw@host/db or none",
+    "ledger": "ledger URL: sqlite:///relative/path or sqlite:////absolute/path (default {ledger}), "
+    "postgresql://user:pw@host/db, or none",
     "retention_days": "days of per-call rows to keep (daily totals are kept forever; default 90)",
     "prices": "price overrides file (YAML)",
     "budgets": "budgets file (YAML); re-read on SIGHUP",
     "timezone": "timezone of calendar days and months (default UTC)",
     "auth_token": "bearer token required by the OTLP receivers",
-    "admin_token": "bearer token required by POST /v1/budgets/{name}",
+    "admin_token": "bearer token required by POST /v1/budgets/{name} (it also reads)",
+    "read_token": "bearer token for GET /metrics and /v1/* (without it, the admin or auth token reads; "
+    "with no token at all, reads are open)",
     "tls_cert": "TLS certificate (PEM) for all listeners",
     "tls_key": "TLS private key (PEM)",
     "label_limits": "distinct values per label before __overflow__, e.g. customer=5000,model=500",
+    "max_series": "label sets before new ones count with feature/customer/key __overflow__ (default 5000; 0: no bound)",
+    "label_max_length": "characters per label value before it is cut (default 128)",
     "key_aliases": "key fingerprint aliases, e.g. 'sk-…a1b2=prod-backend'",
+    "dedupe_window": "span ids remembered to drop retried exports (default 200000)",
+    "max_tokens_per_call": "above this a token count is corrupt and its span rejected (default 50000000)",
     "decode_workers": "processes that decode and normalise OTLP payloads, for spare cores (default 0: none)",
     "instance_id": "this replica's name in the ledger (default: host name and OTLP gRPC port)",
     "settle_seconds": "how long other instrumentations' spans wait for aispend's span of the same call (default 15)",
     "budget_refresh_seconds": "how often budget spend is read back from the shared ledger (default 1)",
+    "max_spans_per_request": "spans in one export request before it is refused with 413 (default 100000)",
+    "max_resource_spans_per_request": "resource spans in one export request before it is refused (default 10000)",
+    "request_timeout": "seconds an HTTP client may stay silent before it is disconnected (default 30)",
 }
 
 
@@ -154,29 +188,36 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from aispend.exporter.ledger_location import default_ledger_url
+
     p = sub.add_parser("serve", help="run the exporter: OTLP in, priced Prometheus metrics and a ledger out")
     p.add_argument("--config", help="aispend.yaml (settings; flags and AISPEND_* env win over it)")
     for name, text in _SERVE_FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, help=text)
+        p.add_argument("--" + name.replace("_", "-"), dest=name, help=text.replace("{ledger}", default_ledger_url()))
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.set_defaults(func=_cmd_serve)
+    p.set_defaults(func=_cmd_serve, parser=p)
 
 
 def _cmd_usage(args: argparse.Namespace) -> int:
     from aispend.exporter import usage
     from aispend.exporter.config import ConfigError, ExporterConfig
-    from aispend.exporter.ledger import is_ephemeral, open_ledger
+    from aispend.exporter.ledger import LedgerError, is_ephemeral, open_ledger
+    from aispend.exporter.ledger_location import require_existing
 
     try:
         config = ExporterConfig.load({"ledger": args.ledger, "timezone": args.timezone}, config_file=args.config)
+        if is_ephemeral(config.ledger):
+            print("aispend usage: no ledger configured (ledger: none)", file=sys.stderr)
+            return 2
+        require_existing(config.ledger)  # reading never creates an empty ledger
         ledger = open_ledger(config.ledger)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, LedgerError) as exc:
         print(f"aispend usage: {exc}", file=sys.stderr)
         return 2
-    if is_ephemeral(config.ledger):
-        print("aispend usage: no ledger configured (ledger: none)", file=sys.stderr)
-        return 2
-    params = {k: v for k, v in vars(args).items() if isinstance(v, str) and k not in ("ledger", "config", "format")}
+    from aispend.exporter.queries import CALLS_PARAMS, USAGE_PARAMS
+
+    allowed = CALLS_PARAMS if args.calls else USAGE_PARAMS
+    params = {k: v for k, v in vars(args).items() if isinstance(v, str) and k in allowed}
     params["limit"] = str(args.limit)
     try:
         if args.calls:
@@ -214,7 +255,7 @@ def _cmd_usage(args: argparse.Namespace) -> int:
             if report["group_by"] or any(p in params for p in ("since", "until")):
                 lines.append(f"selected    ${report['selected']['cost_usd']}  ({report['selected']['calls']} calls)")
             table = "\n".join(lines) + ("\n\n" + usage.to_table(rows) if rows else "")
-    except usage.UsageQueryError as exc:
+    except (usage.UsageQueryError, LedgerError) as exc:
         print(f"aispend usage: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -229,9 +270,11 @@ def _cmd_usage(args: argparse.Namespace) -> int:
 
 
 def _add_usage(sub: argparse._SubParsersAction) -> None:
+    from aispend.exporter.ledger_location import default_ledger_url
+
     p = sub.add_parser("usage", help="per-call log and spend summaries from the ledger")
     p.add_argument("--config", help="aispend.yaml (for the ledger URL and timezone)")
-    p.add_argument("--ledger", help="ledger URL (default from config: sqlite:///aispend.sqlite)")
+    p.add_argument("--ledger", help=f"ledger URL (default from config, else {default_ledger_url()})")
     p.add_argument("--timezone", help="timezone for today / this month (default from config: UTC)")
     p.add_argument("--since", help="24h, 7d, today, month, or an ISO date/time")
     p.add_argument("--until", help="same forms as --since")
@@ -239,9 +282,9 @@ def _add_usage(sub: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{name}", help=f"only calls with this {name}")
     p.add_argument("--group-by", dest="group_by", help="comma-separated: model,feature,customer,key,day,...")
     p.add_argument("--calls", action="store_true", help="list individual calls (newest first)")
-    p.add_argument("--limit", type=int, default=100, help="rows to show (default 100)")
+    p.add_argument("--limit", type=_count, default=100, help="rows to show (default 100)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.set_defaults(func=_cmd_usage)
+    p.set_defaults(func=_cmd_usage, parser=p)
 
 
 def _cmd_budgets_render(args: argparse.Namespace) -> int:
@@ -267,7 +310,7 @@ def _add_budgets(sub: argparse._SubParsersAction) -> None:
     r = budgets_sub.add_parser("render", help="Prometheus alert rules for budgets.yaml thresholds")
     r.add_argument("file", help="budgets.yaml")
     r.add_argument("-o", "--output", help="write here instead of standard output")
-    r.set_defaults(func=_cmd_budgets_render)
+    r.set_defaults(func=_cmd_budgets_render, parser=r)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would blame the top-level command; the subcommand's usage is what helps
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     return int(args.func(args) or 0)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ import yaml
 
 from aispend.exporter.budget_rules import render
 from aispend.exporter.budgets import load_budgets
+from aispend.exporter.ledger_location import default_ledger_path
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS_DIR = REPO / "prometheus"
@@ -52,6 +55,17 @@ class StackConfig:
     # rewrite the shipped alertmanager.yml (receiver URLs, timings) before starting it
     alertmanager_edit: Callable[[dict[str, Any]], None] | None = None
     exporter_args: list[str] = field(default_factory=list)
+    ledger: Path | None = None  # None: workdir/aispend.sqlite (tests); make run passes the default ledger
+    # protects /metrics and /v1/* (the exporter's read_token); Prometheus scrapes with it. From the
+    # environment, the first of the tokens that read (exporter/tokens.py).
+    read_token: str | None = field(default_factory=lambda: _token_from_environment())
+
+
+def _token_from_environment() -> str | None:
+    for name in ("AISPEND_READ_TOKEN", "AISPEND_ADMIN_TOKEN", "AISPEND_AUTH_TOKEN"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
 
 
 class Stack:
@@ -87,11 +101,19 @@ class Stack:
         for job in data["scrape_configs"]:
             port = cfg.metrics if job["job_name"] == "aispend" else cfg.prometheus
             job["static_configs"][0]["targets"] = [f"127.0.0.1:{port}"]
+            if job["job_name"] == "aispend" and cfg.read_token:
+                job["authorization"] = {"type": "Bearer", "credentials_file": str(self.read_token_file())}
             if cfg.scrape_interval and "scrape_interval" in job:
                 job["scrape_interval"] = cfg.scrape_interval
                 job["scrape_timeout"] = cfg.scrape_interval
         path = cfg.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def read_token_file(self) -> Path:
+        path = self.config.workdir / "aispend-read-token"
+        path.touch(mode=0o600)
+        path.write_text(self.config.read_token or "")
         return path
 
     def alertmanager_config(self) -> Path:
@@ -104,12 +126,18 @@ class Stack:
         return path
 
     # -- processes ------------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.config.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.workdir)
+        self.procs[name] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.config.workdir, env=env
+        )
+
+    def ledger_path(self) -> Path:
+        return (self.config.ledger or self.config.workdir / "aispend.sqlite").resolve()
 
     def start_exporter(self) -> None:
         cfg = self.config
+        _require_free("the aispend exporter", cfg.otlp_grpc, cfg.otlp_http, cfg.metrics)
         self._spawn(
             "aispend",
             [
@@ -124,19 +152,27 @@ class Stack:
                 "--metrics",
                 f"127.0.0.1:{cfg.metrics}",
                 "--ledger",
-                f"sqlite:///{cfg.workdir / 'aispend.sqlite'}",
+                f"sqlite:///{self.ledger_path()}",
                 "--budgets",
                 str(cfg.budgets),
                 *cfg.exporter_args,
             ],
+            # the token through the environment: a command line is readable by every local user
+            env={**os.environ, "AISPEND_READ_TOKEN": cfg.read_token} if cfg.read_token else None,
         )
-        self.wait_http("aispend", f"http://127.0.0.1:{cfg.metrics}/healthz")
+        body = self.wait_http("aispend", f"http://127.0.0.1:{cfg.metrics}/healthz")
+        if json.loads(body).get("pid") != self.procs["aispend"].pid:  # another exporter won the port
+            raise RuntimeError(
+                f"127.0.0.1:{cfg.metrics} is answered by another process, not the exporter just started; "
+                f"stop the other aispend (its log: {self.log('aispend')[-400:]})"
+            )
 
     def start_prometheus(self) -> bool:
         binary = find_binary("prometheus")
         if binary is None:
             return False
         cfg = self.config
+        _require_free("Prometheus", cfg.prometheus)
         self._spawn(
             "prometheus",
             [
@@ -155,6 +191,7 @@ class Stack:
         if binary is None:
             return False
         cfg = self.config
+        _require_free("Alertmanager", cfg.alertmanager)
         self._spawn(
             "alertmanager",
             [
@@ -168,15 +205,16 @@ class Stack:
         self.wait_http("alertmanager", f"http://127.0.0.1:{cfg.alertmanager}/-/ready")
         return True
 
-    def wait_http(self, name: str, url: str, timeout: float = 60.0) -> None:
+    def wait_http(self, name: str, url: str, timeout: float = 60.0) -> bytes:
+        """The first answer's body once ``url`` answers; an error if the process exits first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             proc = self.procs[name]
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
             try:
-                with urllib.request.urlopen(url, timeout=2):
-                    return
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return response.read()
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"{name} did not answer {url} within {timeout:.0f}s:\n{self.log(name)}")
@@ -197,12 +235,28 @@ class Stack:
         self.procs.clear()
 
 
+def _require_free(what: str, *ports: int) -> None:
+    """Refuse to start ``what`` on a port something already listens on: its readiness check would
+    be answered by that other process and the banner would lie."""
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1)
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise RuntimeError(
+                    f"127.0.0.1:{port} is already in use (another {what}, or another make run?); stop it first"
+                )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workdir", default=str(REPO / ".run"), help="ledger, logs and data (default .run/)")
+    parser.add_argument("--workdir", default=str(REPO / ".run"), help="logs and Prometheus data (default .run/)")
     parser.add_argument("--budgets", default=str(PROMETHEUS_DIR / "budgets.example.yaml"))
+    ledger = default_ledger_path()
+    parser.add_argument(
+        "--ledger", default=str(ledger), help=f"SQLite ledger (default {ledger}: what aispend usage reads)"
+    )
     args = parser.parse_args(argv)
-    stack = Stack(StackConfig(workdir=Path(args.workdir), budgets=Path(args.budgets)))
+    stack = Stack(StackConfig(workdir=Path(args.workdir), budgets=Path(args.budgets), ledger=Path(args.ledger)))
 
     def terminate(*_: object) -> None:
         raise KeyboardInterrupt  # stop the children on SIGTERM too, not only on Ctrl-C
@@ -211,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start_exporter()
         lines = [
+            f"aispend console   http://127.0.0.1:{stack.config.metrics}/  (spend, calls, customers, keys, budgets)",
             "aispend exporter  OTLP gRPC 127.0.0.1:4317, OTLP/HTTP http://127.0.0.1:4318/v1/traces",
             "                  metrics   http://127.0.0.1:9464/metrics, budgets http://127.0.0.1:9464/v1/budgets",
         ]
@@ -223,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             lines.append("Alertmanager      not installed: apt-get install prometheus-alertmanager")
         lines += [
-            "Grafana           docker compose up (compose.yaml provisions the dashboards)",
-            f"logs and ledger   {args.workdir}",
+            "Grafana           docker compose up (compose.yaml provisions the dashboards; the console needs none)",
+            f"ledger            {stack.ledger_path()}  (aispend usage reads it)",
+            f"logs              {args.workdir}",
             "instrument an app: OTEL_SERVICE_NAME=my-app opentelemetry-instrument python app.py",
             "Ctrl-C stops everything.",
         ]

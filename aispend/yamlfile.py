@@ -17,4 +17,12 @@ def load_yaml(path: str | Path, error: type[Exception]) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {exc}") from None
+        raise error(f"{path}: not valid YAML: {_one_line(exc)}") from None
+
+
+def _one_line(exc: yaml.YAMLError) -> str:
+    """PyYAML's message spans several lines with a caret drawing; a log line or a CLI error wants one."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"

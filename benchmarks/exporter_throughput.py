@@ -1,7 +1,7 @@
 """Spans per second through `aispend serve`'s gRPC receiver (batches of 512), ledger on and off,
 next to bare protobuf decoding of the same batches; and resident memory at 100,000 label sets.
 
-Run: .venv/bin/python benchmarks/exporter_throughput.py [--batches 200] [--series 100000]
+Run: .venv/bin/python benchmarks/exporter_throughput.py [--batches 200] [--series 100000] [--peer-spanmetrics]
 Each configuration runs with payloads read in-process and in decode worker processes (--decode-workers).
 Targets: >= 50,000 spans/s with the ledger, >= 100,000 without, < 300 MB at 100,000 series.
 The server runs as its own process (as deployed); this process only sends pre-built bytes.
@@ -167,6 +167,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--series", type=int, default=100_000)
     parser.add_argument("--decode-workers", type=int, default=1, help="for the decode-worker configurations")
+    parser.add_argument(
+        "--peer-spanmetrics", action="store_true", help="also run the collector's spanmetrics connector (a peer)"
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; batches of {BATCH} spans, {args.batches} batches per run")
     payloads = batches(args.batches + 1, customers=1000)
@@ -195,6 +198,15 @@ def main() -> None:
             print(
                 f"aispend serve, gRPC, {name:<31} {rate:>8,.0f} spans/s  (ratio to bare decode: {rate / bare:.2f});"
                 f" CPU per span: server {server_cpu / spans * 1e6:.1f} µs, sender {sender_cpu / spans * 1e6:.1f} µs"
+            )
+        if args.peer_spanmetrics:  # the peer, on the same batches: benchmarks/spanmetrics_peer.py
+            from spanmetrics_peer import run as run_spanmetrics
+
+            peer = run_spanmetrics(payloads, Path(tmp), send_all)
+            best = max(results.values())
+            print(
+                f"peer: collector spanmetrics connector, gRPC   {peer:>8,.0f} spans/s; aispend serve (best "
+                f"configuration) {best:,.0f} spans/s; ratio aispend / spanmetrics: {best / peer:.2f}"
             )
         # memory: distinct label sets (one customer per span), ledger on
         series_batches = batches(args.series // BATCH + 1, customers=args.series, offset=10**9)

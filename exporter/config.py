@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from aispend.exporter.ledger_location import default_ledger_url
 from aispend.keys import parse_aliases
 from aispend.yamlfile import load_yaml
 
@@ -27,6 +29,19 @@ DEFAULT_LABEL_LIMITS = {
     "customer": 10000,
     "key": 1000,
 }
+MAX_TOKENS_LIMIT = 10**12
+_INTEGERS = ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call", "decode_workers")
+_INTEGERS += ("max_spans_per_request", "max_resource_spans_per_request")
+
+
+_INTEGERS = (
+    "retention_days",
+    "label_max_length",
+    "max_series",
+    "dedupe_window",
+    "max_tokens_per_call",
+    "decode_workers",
+)
 
 
 class ConfigError(ValueError):
@@ -38,16 +53,20 @@ class ExporterConfig:
     otlp_grpc: str = "127.0.0.1:4317"  # "" disables
     otlp_http: str = "127.0.0.1:4318"  # "" disables
     metrics: str = "127.0.0.1:9464"  # /metrics and the /v1 JSON API
-    ledger: str = "sqlite:///aispend.sqlite"  # "none" keeps no ledger (metrics only)
+    ledger: str = field(default_factory=default_ledger_url)  # the user's data dir; "none": metrics only
     retention_days: int = 90
     label_limits: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_LABEL_LIMITS))
     label_max_length: int = 128
+    # label sets (series of aispend_cost_usd_total) before new ones are counted coarser: keeps a
+    # scrape well inside Prometheus's scrape timeout (benchmarks/metrics_scrape.py); 0: no bound
+    max_series: int = 5000
     key_aliases: Mapping[str, str] = field(default_factory=dict)
     prices: str | None = None  # user price overrides file
     budgets: str | None = None  # budgets.yaml
     timezone: str = "UTC"  # calendar day / month for budgets and `aispend usage`
     auth_token: str | None = None  # bearer token required on OTLP receivers
     admin_token: str | None = None  # bearer token required to change budgets at run time
+    read_token: str | None = None  # bearer token for GET /metrics and /v1/* (see exporter/tokens.py)
     tls_cert: str | None = None
     tls_key: str | None = None
     dedupe_window: int = 200_000  # span ids remembered to drop retried exports
@@ -56,6 +75,9 @@ class ExporterConfig:
     instance_id: str = ""  # this replica's name in the ledger ("": host name and OTLP gRPC port)
     settle_seconds: float = 15.0  # how long other instrumentations' spans wait for aispend's span of the call
     budget_refresh_seconds: float = 1.0  # how often budget spend is read back from the shared ledger
+    max_spans_per_request: int = 100_000  # more in one export request: 413 / RESOURCE_EXHAUSTED
+    max_resource_spans_per_request: int = 10_000
+    request_timeout: float = 30.0  # seconds an HTTP client may stay silent before it is disconnected
 
     @classmethod
     def load(
@@ -86,13 +108,17 @@ class ExporterConfig:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         out: dict[str, Any] = {}
         for name, value in values.items():
-            if name in ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call", "decode_workers"):
+            if name in _INTEGERS:
                 try:
                     out[name] = int(value)
                 except (TypeError, ValueError):
                     raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
                 if out[name] < 0:
                     raise ConfigError(f"{name}: must not be negative")
+                if name.startswith("max_") and name.endswith("_per_request") and out[name] < 1:
+                    raise ConfigError(f"{name}: must be at least 1")
+                if name == "max_tokens_per_call" and out[name] > MAX_TOKENS_LIMIT:
+                    raise ConfigError(f"{name}: at most {MAX_TOKENS_LIMIT:,} (the ledger sums 64-bit integers)")
             elif name in ("settle_seconds", "budget_refresh_seconds"):
                 try:
                     out[name] = float(value)
@@ -100,10 +126,19 @@ class ExporterConfig:
                     raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
                 if not 0 <= out[name] <= 3600:
                     raise ConfigError(f"{name}: must be between 0 and 3600 seconds")
+            elif name == "request_timeout":
+                try:
+                    out[name] = float(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+                if not 0 < out[name] < 86_400:
+                    raise ConfigError(f"{name}: must be above 0 and below a day")
             elif name == "label_limits":
                 limits = dict(DEFAULT_LABEL_LIMITS)
                 limits.update(_limits(value))
                 out[name] = limits
+            elif name == "timezone":
+                out[name] = _timezone(value)
             elif name == "key_aliases":
                 out[name] = parse_aliases(value) if isinstance(value, str) else dict(value or {})
             else:
@@ -134,6 +169,14 @@ def _limits(value: Any) -> dict[str, int]:
         except (TypeError, ValueError):
             raise ConfigError(f"label_limits.{label}: expected an integer") from None
     return out
+
+
+def _timezone(value: Any) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"timezone: unknown timezone {value!r} (an IANA name, e.g. Europe/Berlin or UTC)") from None
+    return str(value)
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -14,7 +14,10 @@ from aispend.exporter.normalise import Call
 from aispend.pricing import FreeTier, PriceEngine
 
 _ZERO = Decimal(0)
-CLEANED_FIELDS = (*LABELS, "response_model", "price_model", "error_type")
+# Every text the ledger stores is cleaned and bounded (trace and span ids are checked when read).
+CLEANED_FIELDS = (*LABELS, "response_model", "price_model", "error_type", "kind", "response_id")
+MAX_COST = Decimal(9_000_000_000)  # USD: the ledger's BIGINT of nano-dollars ends at 9.2e9
+MAX_RESPONSE_ID = 256  # provider response ids are under 100 characters; a longer one is cut
 FreeUsed = Callable[[FreeTier, datetime], int]
 
 
@@ -23,10 +26,10 @@ def clean_labels(call: Call, limit: int, clamped: dict[str, int]) -> None:
     values = [getattr(call, name) or "" for name in CLEANED_FIELDS]
     if max(map(len, values)) <= limit and "".join(values).isprintable():
         return  # the common case: one check for all fields
-    for name in CLEANED_FIELDS:
-        value = getattr(call, name)
-        if value and (len(value) > limit or not value.isprintable()):
-            cleaned, reason = clean(value, limit)
+    for name, value in zip(CLEANED_FIELDS, values, strict=True):
+        cap = max(limit, MAX_RESPONSE_ID) if name == "response_id" else limit
+        if value and (len(value) > cap or not value.isprintable()):
+            cleaned, reason = clean(value, cap)
             if reason:
                 setattr(call, name, cleaned)
                 clamped[reason] = clamped.get(reason, 0) + 1
@@ -47,6 +50,8 @@ def price_call(engine: PriceEngine, call: Call, free_used: FreeUsed) -> tuple[Fr
         # e.g. a snapshot name the price data does not know yet: price what was asked for
         result = engine.price_usage(call.provider, call.model, call, when, used)
     if result.matched and call.usage_known:
+        if not -MAX_COST < result.cost < MAX_COST:  # a broken override: unpriced (logged), not unstorable
+            raise ValueError(f"a cost of ${result.cost:.2E} for one call is not plausible; check the prices")
         call.cost, call.priced, call.free_units = result.cost, True, result.free_units
     elif call.span_cost is not None and call.usage_known:
         call.cost, call.priced = Decimal(repr(call.span_cost)), True  # the instrumentation's own price

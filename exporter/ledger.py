@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aispend.exporter import identity
+from aispend.exporter.ledger_health import BUSY_TIMEOUT_S, FileIdentity, describe, unwritable
 from aispend.exporter.metrics import BUCKETS
 from aispend.exporter.normalise import Call
 from aispend.pricing import FreeTier
@@ -140,11 +141,19 @@ class Dialect:
             # the call identity: a second copy of a span is refused by the database itself
             "CREATE UNIQUE INDEX IF NOT EXISTS calls_span ON calls (trace_id, span_id)",
             "CREATE INDEX IF NOT EXISTS calls_response ON calls (response_id) WHERE response_id <> ''",
+            # the console's per-customer and per-key pages (queries.py): their calls and hours
+            "CREATE INDEX IF NOT EXISTS calls_customer_ts ON calls (customer, ts_ns)",
+            "CREATE INDEX IF NOT EXISTS calls_key_ts ON calls (key, ts_ns)",
+            # failed calls are few: a partial index finds them without scanning the successes
+            "CREATE INDEX IF NOT EXISTS calls_failed_ts ON calls (ts_ns) WHERE status <> 'ok'",
             f"CREATE TABLE IF NOT EXISTS pending ({pending}, PRIMARY KEY (trace_id, span_id))",
             "CREATE INDEX IF NOT EXISTS pending_settle ON pending (settle_at_ns)",
             "CREATE INDEX IF NOT EXISTS pending_response ON pending (response_id) WHERE response_id <> ''",
             f"CREATE TABLE IF NOT EXISTS daily ({', '.join(f'{c} TEXT NOT NULL' for c in DAILY_KEY)}, {daily_sums}, "
             f"PRIMARY KEY ({', '.join(DAILY_KEY)}))",
+            # the console's per-customer and per-key totals over long ranges (queries.py)
+            "CREATE INDEX IF NOT EXISTS daily_customer ON daily (customer, day)",
+            "CREATE INDEX IF NOT EXISTS daily_key ON daily (key, day)",
             f"CREATE TABLE IF NOT EXISTS durations ({duration_key}, calls {i} NOT NULL, "
             f"PRIMARY KEY ({', '.join(DURATION_KEY)}))",
             f"CREATE TABLE IF NOT EXISTS budget_overrides (budget TEXT PRIMARY KEY, amount_usd TEXT, reset_at_ns {i})",
@@ -352,6 +361,10 @@ class Ledger:
         self._upsert_durations = d.upsert("durations", DURATION_KEY, ("calls",))
 
     _conn: Any  # the backend's connection
+
+    def problem(self) -> str | None:
+        """Why the ledger cannot be trusted to keep what it is given (None: it can); for /healthz."""
+        return None
 
     def close(self) -> None:
         with self._lock:
@@ -650,6 +663,23 @@ class Ledger:
             tokens = dict(zip(("input", "output", "cache_read", "cache_write", "reasoning"), rest[2:7], strict=True))
             yield labels, rest[0], tokens, from_nano(rest[7]), rest[1]
 
+    def first_seen(self, instance: str) -> list[tuple[str, ...]]:
+        """Every label set an instance counted, in the order it first counted it: by first day,
+        then by the first row still kept (its counting order within the retention), then by value.
+        The restore admits label sets in this order, as the live path did when they came."""
+        labels = ", ".join(LABEL_COLUMNS)
+        mine = (instance,)
+        first_row = {
+            tuple(r[:-1]): r[-1]
+            for r in self._read(f"SELECT {labels}, MIN(id) FROM calls WHERE instance = ? GROUP BY {labels}", mine)
+        }
+        days = [
+            (tuple(r[:-1]), r[-1])
+            for r in self._read(f"SELECT {labels}, MIN(day) FROM daily WHERE instance = ? GROUP BY {labels}", mine)
+        ]
+        days.sort(key=lambda item: (item[1], first_row.get(item[0], 0), item[0]))
+        return [values for values, _ in days]
+
     def durations(self, instance: str) -> list[tuple[tuple[str, str, str, str], float, list[int]]]:
         """((provider, model, operation, status), seconds, calls per bucket): all time, one instance."""
         key = ("provider", "model", "operation", "status")
@@ -939,24 +969,40 @@ class SQLiteLedger(Ledger):
 
     dialect = SQLITE
 
-    def __init__(self, path: str, writer: bool = False, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str, writer: bool = False, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         super().__init__()
         self.path = path
         self.url = f"sqlite:///{path}"
         self._owner = None
+        self.identity: FileIdentity | None = None
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            problem = unwritable(path) if writer else None
+            if problem is not None:
+                raise ValueError(f"cannot open the SQLite ledger {Path(path).resolve()}: {problem}")
             if writer:
                 self._owner = _take_file(path)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._create()
+        try:
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._create()
+        except (sqlite3.Error, LedgerError) as exc:
+            if self._owner is not None:
+                self._owner.close()
+            reason = describe(exc.__cause__ or exc) if isinstance(exc, LedgerError) else describe(exc)
+            where = path if path == ":memory:" else Path(path).resolve()
+            raise ValueError(f"cannot open the SQLite ledger {where}: {reason}") from None
+        if path != ":memory:":
+            self.identity = FileIdentity(path)
 
     def close(self) -> None:
         super().close()
         if self._owner is not None:
             self._owner.close()
+
+    def problem(self) -> str | None:
+        return self.identity.problem() if self.identity is not None else None
 
     def _tables_sql(self) -> str:
         return "SELECT name FROM sqlite_master WHERE type = 'table'"
@@ -966,7 +1012,11 @@ class SQLiteLedger(Ledger):
 
     @contextmanager
     def transaction(self, keys: Sequence[str] = ()) -> Iterator[Tx]:
-        # BEGIN IMMEDIATE takes the database's write lock: every key is held
+        # BEGIN IMMEDIATE takes the database's write lock: every key is held. The file is checked
+        # first: a ledger deleted or replaced while running must not acknowledge anything.
+        problem = self.problem()
+        if problem is not None:
+            raise LedgerError(f"ledger write failed: {problem}")
         try:
             with self._lock:
                 self._conn.execute(self.dialect.begin)
@@ -974,18 +1024,28 @@ class SQLiteLedger(Ledger):
                     yield _SQLiteTx(self._conn)
                     self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    # SQLite has already rolled back after some errors (disk full): rolling back
+                    # again would replace the real reason with "no transaction is active"
+                    if self._conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            self._conn.execute("ROLLBACK")
                     raise
         except (sqlite3.Error, OverflowError) as exc:
-            raise LedgerError(f"ledger write failed: {exc}") from exc
+            raise LedgerError(f"ledger write failed: {describe(exc)}") from exc
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with self._lock:
-            return self._conn.execute(sql, tuple(params)).rowcount
+        try:
+            with self._lock:
+                return self._conn.execute(sql, tuple(params)).rowcount
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger write failed: {describe(exc)}") from exc
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchall()
+        try:
+            with self._lock:
+                return self._conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger read failed: {describe(exc)}") from exc
 
 
 def _take_file(path: str) -> Any:

@@ -36,6 +36,7 @@ SPANS_RECEIVED = "aispend_spans_received"
 SPANS_REJECTED = "aispend_spans_rejected"
 SPANS_DEDUPLICATED = "aispend_spans_deduplicated"
 LABEL_OVERFLOW = "aispend_label_overflow"
+SERIES_OVERFLOW = "aispend_series_overflow"  # calls counted under a coarser label set past max_series
 VALUES_CLAMPED = "aispend_values_clamped"
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
@@ -66,6 +67,7 @@ class UsageMetrics:
         self.deduplicated: dict[str, int] = {}
         self.clamped: dict[str, int] = {}
         self.overflow: Callable[[], dict[str, int]] = dict
+        self.series_overflow: Callable[[], int] = int
         self.budget_samples = budget_samples
 
     # -- writing (pipeline) --------------------------------------------------------------------
@@ -203,6 +205,12 @@ class UsageMetrics:
             SPANS_DEDUPLICATED, "Spans not counted because the call was seen.", ("reason",), _keyed(self.deduplicated)
         )
         yield _counter(LABEL_OVERFLOW, "Label values replaced by __overflow__.", ("label",), _keyed(self.overflow()))
+        yield _counter(
+            SERIES_OVERFLOW,
+            "Calls counted with feature, customer and key __overflow__ because max_series label sets exist.",
+            (),
+            {(): self.series_overflow()},
+        )
         yield _counter(VALUES_CLAMPED, "Attribute values cleaned or shortened.", ("reason",), _keyed(self.clamped))
 
 

@@ -15,9 +15,12 @@ from typing import Any
 from aispend import providers
 from aispend import semconv as sc
 from aispend.exporter.otlp import SpanView
+from aispend.keys import redacted
 
 STATUS_ERROR = 2
 MAX_CALL_COST = 100_000  # USD; a pre-computed span cost above this is treated as corrupt
+MAX_TIMESTAMP_NS = 2**63 - 1  # the ledger's BIGINT (OTLP's fixed64 goes further)
+_ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 
 # Operations that wrap calls rather than being one (their usage, if any, is a sum of children).
 NOT_BILLABLE = frozenset({"invoke_agent", "create_agent", "execute_tool", "invoke_workflow", "workflow", "task"})
@@ -125,7 +128,7 @@ def _checked_count(name: str, value: Any, limit: int) -> int:
         try:
             value = float(value.strip())
         except ValueError:
-            raise _BadCount("bad_token_count", f"{name} is not a number: {value[:40]!r}") from None
+            raise _BadCount("bad_token_count", f"{name} is not a number: {redacted(value)}") from None
     if not isinstance(value, int | float) or value != value:  # NaN
         raise _BadCount("bad_token_count", f"{name} is not a number")
     if isinstance(value, float) and not value.is_integer():
@@ -166,12 +169,30 @@ def _status(span: SpanView, attrs: Mapping[str, Any]) -> tuple[str, str]:
     return "ok", ""
 
 
+def _identity(span: SpanView) -> Rejected | None:
+    """What the ledger keys a call by and stores as BIGINT: valid OTLP ids and timestamps."""
+    name = span.name[:60]
+    if len(span.trace_id) != 16 or span.trace_id == _ZERO_TRACE:
+        detail = f"span {name!r}: a trace id is 16 bytes, not all zero (got {len(span.trace_id)} bytes)"
+        return Rejected("bad_trace_id", detail)
+    if len(span.span_id) != 8 or span.span_id == _ZERO_SPAN or len(span.parent_span_id) not in (0, 8):
+        detail = f"span {name!r}: a span id is 8 bytes, not all zero, and a parent span id 8 bytes or none"
+        return Rejected("bad_span_id", detail)
+    if not 0 < span.start_ns <= MAX_TIMESTAMP_NS or span.end_ns > MAX_TIMESTAMP_NS:
+        detail = f"span {name!r}: start {span.start_ns} / end {span.end_ns} ns must be above 0 and below 2^63"
+        return Rejected("bad_timestamp", detail)
+    return None
+
+
 def normalise(
     span: SpanView, max_tokens: int = 50_000_000, key_aliases: Mapping[str, str] | None = None
 ) -> Call | Rejected | None:
     attrs = span.attributes
     if not is_genai(attrs):
         return None
+    bad_identity = _identity(span)
+    if bad_identity is not None:
+        return bad_identity
     operation = _text(_first(attrs, sc.OPERATION_CHAIN)).lower()
     operation = _OPERATIONS.get(operation, operation)
     if operation in NOT_BILLABLE:

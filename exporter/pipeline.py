@@ -28,7 +28,7 @@ from aispend.exporter.labels import LabelBounds
 from aispend.exporter.ledger import Accounting, FreeUsed, Ledger, LedgerError, Outcome, is_ephemeral, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.normalise import Call
-from aispend.exporter.reading import Batch, read_payload, read_request
+from aispend.exporter.reading import Batch, read_payload, read_request, request_limits
 from aispend.pricing import FreeTier, PriceEngine
 
 logger = logging.getLogger("aispend.exporter")
@@ -86,8 +86,9 @@ class Pipeline:
         self.instance = config.instance()
         self.metrics = metrics
         self.budgets = budgets
-        self.bounds = LabelBounds(config.label_limits)
+        self.bounds = LabelBounds(config.label_limits, config.max_series, LABELS)
         self.metrics.overflow = lambda: dict(self.bounds.overflows)
+        self.metrics.series_overflow = lambda: self.bounds.series_overflows
         self.clock = clock
         self.settle_ns = int(config.settle_seconds * 1e9)
         self._settle_from = 0  # after a restart, give a backlog of better spans one delay to arrive
@@ -105,9 +106,9 @@ class Pipeline:
             adopted = self.ledger.adopt_unowned(self.instance)
             if adopted:
                 logger.warning("instance %s took over %d calls an older aispend recorded", self.instance, adopted)
+            self.bounds.restore_order(self.ledger.first_seen(self.instance))  # the same values keep their series
             for labels, status, tokens, cost, calls in self.ledger.totals(self.instance):
-                bounded = tuple(self.bounds.bound(name, value) for name, value in zip(LABELS, labels, strict=True))
-                self.metrics.restore(bounded, cost, tokens, {status: calls})
+                self.metrics.restore(self.bounds.series(labels), cost, tokens, {status: calls})
             for (provider, model, operation, status), seconds, buckets in self.ledger.durations(self.instance):
                 key = (
                     self.bounds.bound("provider", provider),
@@ -119,11 +120,12 @@ class Pipeline:
             for provider, model, count in self.ledger.unpriced_totals(self.instance):
                 key = (self.bounds.bound("provider", provider), self.bounds.bound("model", model))
                 self.metrics.unpriced[key] = self.metrics.unpriced.get(key, 0) + count
+            self.bounds.series_overflows = 0  # calls are counted as they arrive, not again at restore
 
-    def count_malformed(self) -> None:
-        """A whole export request that could not be decoded (the receivers answer it)."""
+    def count_malformed(self, reason: str = "malformed_payload") -> None:
+        """A whole export request that could not be decoded or was refused (the receivers answer it)."""
         with self.lock:
-            UsageMetrics.bump(self.metrics.rejected, "malformed_payload")
+            UsageMetrics.bump(self.metrics.rejected, reason)
 
     # -- one export -----------------------------------------------------------------------------
     def export(self, request: ExportTraceServiceRequest) -> BatchResult:
@@ -138,7 +140,8 @@ class Pipeline:
             except DecodersUnavailable as exc:
                 raise RetryableError(str(exc)) from exc
         else:
-            batch = read_payload(body, as_json, self.config.max_tokens_per_call, self.config.key_aliases)
+            config = self.config
+            batch = read_payload(body, as_json, config.max_tokens_per_call, config.key_aliases, request_limits(config))
         return self.record(batch)
 
     def record(self, batch: Batch) -> BatchResult:
@@ -208,17 +211,9 @@ class Pipeline:
             return None
 
     def _apply(self, calls: list[Call]) -> None:
-        metrics, bound = self.metrics, self.bounds.bound
+        metrics, series = self.metrics, self.bounds.series
         for c in calls:
-            labels = (
-                bound("service", c.service),
-                bound("provider", c.provider),
-                bound("model", c.model),
-                bound("operation", c.operation),
-                bound("feature", c.feature),
-                bound("customer", c.customer),
-                bound("key", c.key),
-            )
+            labels = series((c.service, c.provider, c.model, c.operation, c.feature, c.customer, c.key))
             tokens = (c.input_tokens, c.output_tokens, c.cache_read_tokens, c.cache_write_tokens, c.reasoning_tokens)
             duration_key = (labels[1], labels[2], labels[3], c.status)
             metrics.add_call(labels, c.cost, tokens, c.status, duration_key, c.duration_s, c.trace_id)

@@ -19,10 +19,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from aispend.exporter import otlp
 from aispend.exporter.costing import clean_labels, price_if_stateless
 from aispend.exporter.normalise import Call, Rejected, normalise
+from aispend.keys import fingerprint, looks_secret
 from aispend.pricing import PriceEngine
 
 logger = logging.getLogger("aispend.exporter")
 MAX_MESSAGES = 5  # rejection details returned to the sender in the partial-success reply
+# Values that name things, where a raw key must never end up (a peer instrumentation or a
+# misconfigured app can put one in any of them).
+SECRET_CHECKED = ("key", "customer", "feature", "error_type", "service", "model", "response_model", "operation")
 
 
 @dataclass(slots=True)
@@ -45,10 +49,32 @@ def prepare(batch: Batch, engine: PriceEngine, label_max_length: int) -> Batch:
     return batch
 
 
-def read_payload(body: bytes, as_json: bool, max_tokens: int, key_aliases: Mapping[str, str]) -> Batch:
+def request_limits(config: Any) -> otlp.Limits:
+    """The per-request limits of an ``ExporterConfig``."""
+    return otlp.Limits(config.max_resource_spans_per_request, config.max_spans_per_request)
+
+
+def read_payload(
+    body: bytes,
+    as_json: bool,
+    max_tokens: int,
+    key_aliases: Mapping[str, str],
+    limits: otlp.Limits = otlp.DEFAULT_LIMITS,
+) -> Batch:
     """Raises ``otlp.MalformedPayload`` when the payload as a whole cannot be decoded."""
-    request = otlp.decode_json(body) if as_json else otlp.decode_protobuf(body)
-    return read_request(request, max_tokens, key_aliases)
+    request, undecodable = otlp.decode_json(body, limits) if as_json else otlp.decode_protobuf(body, limits)
+    batch = read_request(request, max_tokens, key_aliases)
+    for bad in undecodable:
+        batch.spans += bad.count
+        _reject(batch, Rejected(bad.reason, bad.detail), bad.count)
+    return batch
+
+
+def _reject(batch: Batch, found: Rejected, count: int = 1) -> None:
+    batch.rejected[found.reason] = batch.rejected.get(found.reason, 0) + count
+    batch.examples.setdefault(found.reason, found.detail)
+    if len(batch.messages) < MAX_MESSAGES:
+        batch.messages.append(f"{found.reason}: {found.detail}")
 
 
 def read_request(request: ExportTraceServiceRequest, max_tokens: int, key_aliases: Mapping[str, str]) -> Batch:
@@ -62,13 +88,22 @@ def read_request(request: ExportTraceServiceRequest, max_tokens: int, key_aliase
             logger.exception("normalising span %r failed", span.name)
             found = Rejected("internal_error", f"{type(exc).__name__} while reading span {span.name!r}")
         if isinstance(found, Rejected):
-            batch.rejected[found.reason] = batch.rejected.get(found.reason, 0) + 1
-            batch.examples.setdefault(found.reason, found.detail)
-            if len(batch.messages) < MAX_MESSAGES:
-                batch.messages.append(f"{found.reason}: {found.detail}")
+            _reject(batch, found)
         elif found is not None:
+            _fingerprint_secrets(found, key_aliases, batch.clamped)
             calls.append(found)
     return batch
+
+
+def _fingerprint_secrets(call: Call, key_aliases: Mapping[str, str], clamped: dict[str, int]) -> None:
+    """Secret-looking values become fingerprints, as the instrumentation makes them (a key's alias
+    applies to it), counted in ``clamped``."""
+    for name in SECRET_CHECKED:
+        value = getattr(call, name)
+        if len(value) >= 16 and looks_secret(value):
+            hidden = fingerprint(value)
+            setattr(call, name, key_aliases.get(hidden, hidden) if name == "key" else hidden)
+            clamped["secret_fingerprinted"] = clamped.get("secret_fingerprinted", 0) + 1
 
 
 # Crossing a process boundary, calls travel as plain tuples: pickling the dataclass costs 4x more.

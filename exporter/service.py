@@ -16,15 +16,16 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from aispend.exporter import usage as usage_reports
+from aispend.exporter import queries
 from aispend.exporter.budgets import BudgetsError, BudgetsFile, BudgetTracker, load_budgets
-from aispend.exporter.config import ExporterConfig, parse_address
+from aispend.exporter.config import ConfigError, ExporterConfig, parse_address
 from aispend.exporter.decode_pool import DecodePool
 from aispend.exporter.grpc_receiver import serve_grpc
 from aispend.exporter.http_server import Api, serve_api, serve_otlp_http
 from aispend.exporter.ledger import Ledger, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline
+from aispend.exporter.tokens import read_tokens
 from aispend.pricing import PriceBookError, PriceEngine, load_book
 
 logger = logging.getLogger("aispend.exporter")
@@ -57,9 +58,9 @@ class Exporter:
     def __post_init__(self) -> None:
         self.ledger: Ledger = open_ledger(self.config.ledger, writer=True)
         self.engine = PriceEngine()
-        self.reload_prices()
+        self.reload_prices(at_start=True)
         self.budgets: BudgetTracker | None = None
-        budgets_file = self._read_budgets()
+        budgets_file = self._read_budgets(at_start=True)
         if budgets_file is not None or self.config.budgets:
             self.budgets = BudgetTracker(
                 budgets_file or BudgetsFile(timezone=self.config.timezone),
@@ -80,24 +81,30 @@ class Exporter:
         self.config_errors[name] = self.config_errors.get(name, 0) + 1
         logger.error("%s; keeping the previous %s", exc, name)
 
-    def reload_prices(self) -> None:
+    # A broken file at start stops the start (running without it would silently drop its prices or
+    # turn budget enforcement off while /healthz says ok); on SIGHUP the previous one stays.
+    def reload_prices(self, at_start: bool = False) -> None:
         if not self.config.prices:
             return
         try:
             self.engine = self.engine.with_overrides(load_book(self.config.prices))
         except PriceBookError as exc:
+            if at_start:
+                raise ConfigError(f"prices: {exc}") from None
             self._error("prices", exc)
         if hasattr(self, "pipeline"):
             self.pipeline.engine = self.engine
         if getattr(self, "decoders", None) is not None:
             self.decoders.reload()
 
-    def _read_budgets(self) -> BudgetsFile | None:
+    def _read_budgets(self, at_start: bool = False) -> BudgetsFile | None:
         if not self.config.budgets:
             return None
         try:
             return load_budgets(self.config.budgets)
         except BudgetsError as exc:
+            if at_start:
+                raise ConfigError(f"budgets: {exc}") from None
             self._error("budgets", exc)
             return None
 
@@ -119,16 +126,17 @@ class Exporter:
         tls = _tls_context(cfg)
         if cfg.otlp_grpc:
             creds = _tls_pair(cfg)
-            server, port = serve_grpc(self.pipeline, cfg.otlp_grpc, cfg.auth_token, creds)
+            large_slots = max(2, cfg.decode_workers)  # large exports read at once: more only with more cores
+            server, port = serve_grpc(self.pipeline, cfg.otlp_grpc, cfg.auth_token, creds, large_slots)
             self._servers.append(("grpc", server))
             self.ports["otlp_grpc"] = port
         if cfg.otlp_http:
             host, port = parse_address(cfg.otlp_http)
-            server, port = serve_otlp_http(self.pipeline, host, port, cfg.auth_token, tls)
+            server, port = serve_otlp_http(self.pipeline, host, port, cfg.auth_token, tls, cfg.request_timeout)
             self._servers.append(("http", server))
             self.ports["otlp_http"] = port
         host, port = parse_address(cfg.metrics)
-        server, port = serve_api(self._api(), host, port, tls)
+        server, port = serve_api(self._api(), host, port, tls, cfg.request_timeout)
         self._servers.append(("http", server))
         self.ports["metrics"] = port
         threading.Thread(target=self._housekeeping, name="aispend-retention", daemon=True).start()
@@ -136,13 +144,18 @@ class Exporter:
 
     def _api(self) -> Api:
         ledger, tz = self.ledger, self.config.timezone
+        budgets = self.budgets
         return Api(
             registry=self.registry,
-            budgets=self.budgets.as_json if self.budgets else None,
+            budgets=(lambda: queries.budgets(budgets.as_json())) if budgets else None,
             change_budget=self._change_budget if self.budgets else None,
-            usage=(lambda p: usage_reports.usage_report(ledger, p, tz=tz)) if ledger else None,
-            calls=(lambda p: usage_reports.calls_report(ledger, p, tz=tz)) if ledger else None,
+            usage=(lambda p: queries.usage(ledger, p, tz=tz)) if ledger else None,
+            calls=(lambda p: queries.calls(ledger, p, tz=tz)) if ledger else None,
+            series=(lambda p: queries.series(ledger, p, tz=tz)) if ledger else None,
+            labels=(lambda p: queries.labels(ledger, p)) if ledger else None,
             admin_token=self.config.admin_token,
+            read_tokens=read_tokens(self.config),
+            problem=ledger.problem if ledger else None,
         )
 
     def _change_budget(self, name: str, amount: Decimal | None, reset: bool) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Usage reports from the ledger: one implementation for ``aispend usage``, GET /v1/usage and
-GET /v1/calls. Parameters are plain strings so the CLI flags and the query string map 1:1."""
+"""Usage reports for ``aispend usage``: the reports of the query layer (exporter/queries.py, which
+GET /v1/usage, /v1/calls and the console use too) and their table, CSV and JSON output."""
 
 from __future__ import annotations
 
@@ -8,118 +8,26 @@ import io
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from aispend.exporter.budgets import period_bounds
-from aispend.exporter.ledger import FILTER_COLUMNS, Filters, Ledger, from_nano
+from aispend.exporter import queries
+from aispend.exporter.ledger import Ledger
+from aispend.exporter.queries import QueryError
 
-_RELATIVE = re.compile(r"^(\d+)([mhdw])$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-class UsageQueryError(ValueError):
-    """A filter or option that cannot be used; the message says which."""
-
-
-def parse_when(text: str, now: datetime, tz: ZoneInfo) -> datetime:
-    """``24h`` / ``7d`` (ago), ``today``, ``month`` (start of), or an ISO date / date-time (in tz)."""
-    text = text.strip()
-    match = _RELATIVE.match(text)
-    if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    if text in ("today", "day"):
-        return period_bounds("day", now, tz)[0]
-    if text == "month":
-        return period_bounds("month", now, tz)[0]
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageQueryError(f"not a time: {text!r} (use 24h, 7d, today, month or an ISO date)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
-
-
-def _ns(dt: datetime) -> int:
-    return int(dt.timestamp() * 1e9)
-
-
-def build_filters(params: Mapping[str, str], now: datetime, tz: ZoneInfo) -> Filters:
-    equals = {c: params[c] for c in FILTER_COLUMNS if params.get(c) not in (None, "")}
-    since = parse_when(params["since"], now, tz) if params.get("since") else None
-    until = parse_when(params["until"], now, tz) if params.get("until") else None
-    return Filters(
-        since_ns=_ns(since) if since else None, until_ns=_ns(until) if until else None, equals=equals or None
-    )
-
-
-def _money_row(row: dict[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    if "cost_nusd" in out:
-        out["cost_usd"] = str(from_nano(out.pop("cost_nusd")).normalize())
-    return out
-
-
-def group_columns(text: str | None) -> list[str]:
-    columns = [c.strip() for c in (text or "").split(",") if c.strip()]
-    for column in columns:
-        if column not in (*FILTER_COLUMNS, "day"):
-            raise UsageQueryError(f"cannot group by {column!r} (choose from {', '.join((*FILTER_COLUMNS, 'day'))})")
-    return columns
-
-
-def totals(ledger: Ledger, params: Mapping[str, str], now: datetime, tz: ZoneInfo) -> dict[str, Any]:
-    """Spend and calls today, this calendar month (in tz) and all time, under the label filters."""
-    equals = {c: params[c] for c in FILTER_COLUMNS if params.get(c) not in (None, "")} or None
-    out = {}
-    for name, period in (("today", "day"), ("this_month", "month")):
-        start = period_bounds(period, now, tz)[0]
-        rows = ledger.summary(Filters(since_ns=_ns(start), equals=equals), [])
-        out[name] = _money_row(rows[0]) if rows else _empty()
-    rows = ledger.summary(Filters(equals=equals), [], from_daily=True)
-    out["all_time"] = _money_row(rows[0]) if rows else _empty()
-    return out
-
-
-def _empty() -> dict[str, Any]:
-    return {"calls": 0, "cost_usd": "0", "input_tokens": 0, "output_tokens": 0, "requests": 0, "unpriced": 0}
+UsageQueryError = QueryError  # the name the CLI and callers know
 
 
 def usage_report(
     ledger: Ledger, params: Mapping[str, str], now: datetime | None = None, tz: str = "UTC"
 ) -> dict[str, Any]:
-    zone = ZoneInfo(tz)
-    now = now or datetime.now(UTC)
-    filters = build_filters(params, now, zone)
-    group_by = group_columns(params.get("group_by"))
-    rows = ledger.summary(filters, group_by) if group_by else []
-    limit = int(params.get("limit") or 0)
-    if limit:
-        rows = rows[:limit]
-    selected = ledger.summary(filters, [])
-    return {
-        "group_by": group_by,
-        "rows": [_money_row(r) for r in rows],
-        "selected": _money_row(selected[0]) if selected else _empty(),
-        "totals": totals(ledger, params, now, zone),
-        "timezone": tz,
-    }
+    return queries.usage(ledger, params, tz=tz, now=now)
 
 
 def calls_report(
     ledger: Ledger, params: Mapping[str, str], now: datetime | None = None, tz: str = "UTC"
 ) -> list[dict[str, Any]]:
-    zone = ZoneInfo(tz)
-    now = now or datetime.now(UTC)
-    rows = ledger.calls(build_filters(params, now, zone), limit=int(params.get("limit") or 100))
-    out = []
-    for row in rows:
-        row = _money_row(row)
-        row["time"] = datetime.fromtimestamp(row.pop("ts_ns") / 1e9, zone).isoformat(timespec="milliseconds")
-        row["priced"] = bool(row["priced"])
-        row["estimated"] = bool(row["estimated"])
-        out.append(row)
-    return out
+    return queries.calls(ledger, params, tz=tz, now=now)
 
 
 # -- output formats ----------------------------------------------------------------------------

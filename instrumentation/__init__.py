@@ -27,7 +27,8 @@ Settings (keyword argument to ``instrument()`` or environment variable):
   openai=http://127.0.0.1:8000/v1"``; unknown provider names speak the OpenAI wire format.
 - ``key_aliases`` / ``AISPEND_KEY_ALIASES``: ``"sk-…a1b2=prod-backend"``.
 - ``AISPEND_FEATURE``, ``AISPEND_CUSTOMER``, ``AISPEND_KEY``: default attribution.
-- ``budgets_url`` / ``AISPEND_BUDGETS_URL``: enable the budget guard (see ``aispend.budgets``).
+- ``budgets_url`` / ``AISPEND_BUDGETS_URL``: enable the budget guard (see ``aispend.budgets``);
+  ``budgets_token`` / ``AISPEND_BUDGETS_TOKEN``: the bearer token it reads them with.
 
 Latency: the calling thread only routes the request and keeps references to the bytes; parsing
 and span creation run on one background thread per process (``aispend-recorder``), mostly while
@@ -152,6 +153,7 @@ _SETTINGS = (
     "key_aliases",
     "capture_content",
     "budgets_url",
+    "budgets_token",
     "budgets_refresh_seconds",
     "budgets_fail_closed",
     "record_inline",

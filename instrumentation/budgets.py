@@ -1,6 +1,7 @@
 """The budget guard: stop a call before it leaves the process when an enforced budget is spent.
 
-Opt-in with ``AISPEND_BUDGETS_URL`` (the exporter's ``GET /v1/budgets``). A daemon thread
+Opt-in with ``AISPEND_BUDGETS_URL`` (the exporter's ``GET /v1/budgets``; ``AISPEND_BUDGETS_TOKEN``
+is the bearer token sent with it when the exporter protects reads). A daemon thread
 refreshes the budget state every ``AISPEND_BUDGETS_REFRESH_SECONDS`` (default 10); the call's own
 path only reads an index of the exhausted budgets, so a call no budget covers costs one or two
 dict lookups. Per budget, ``enforce: true`` blocks (``aispend.BudgetExceededError``), ``warn`` logs
@@ -125,11 +126,13 @@ class BudgetGuard:
     def from_config(cls, config: InstrumentationConfig) -> BudgetGuard:
         import os
 
+        token = config.budgets_token
         return cls(
             url=config.budgets_url or "",
             refresh_seconds=config.budgets_refresh_seconds,
             fail_closed=config.budgets_fail_closed,
             service=os.environ.get("OTEL_SERVICE_NAME", ""),
+            fetch=(lambda url: _http_get(url, token)) if token else None,
         )
 
     # -- background refresh ---------------------------------------------------------------------
@@ -202,6 +205,7 @@ class BudgetGuard:
                 logger.warning("aispend: %s (enforce: warn, the call goes through)", rule.error())
 
 
-def _http_get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=2) as response:
+def _http_get(url: str, token: str | None = None) -> bytes:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=2) as response:
         return response.read()

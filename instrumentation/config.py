@@ -42,26 +42,6 @@ def parse_provider_urls(value: str | Iterable[tuple[str, str]] | None) -> tuple[
     return tuple(ProviderURL.parse(p, u) for p, u in value)
 
 
-def ollama_urls(env: Mapping[str, str]) -> tuple[ProviderURL, ...]:
-    """Where Ollama's native API is: ``OLLAMA_HOST`` (read as the ollama client reads it: bare
-    ``host[:port]`` is http on 11434) and the default ``127.0.0.1`` / ``localhost`` :11434."""
-    urls = [ProviderURL("ollama", "127.0.0.1", 11434, ""), ProviderURL("ollama", "localhost", 11434, "")]
-    configured = (env.get("OLLAMA_HOST") or "").strip()
-    if configured:
-        scheme, sep, rest = configured.partition("://")
-        if not sep:
-            scheme, rest = "http", configured
-        parts = urlsplit(f"{scheme}://{rest}")
-        try:
-            port = parts.port or (11434 if not sep else 443 if scheme == "https" else 80)
-        except ValueError:
-            return tuple(urls)
-        host = (parts.hostname or "127.0.0.1").lower()
-        hosts = ("127.0.0.1", "localhost") if host in ("0.0.0.0", "::") else (host,)  # a bind address
-        urls = [ProviderURL("ollama", h, port, parts.path.rstrip("/")) for h in hosts] + urls
-    return tuple(urls)
-
-
 def _pairs(value: str) -> list[tuple[str, str]]:
     """``"a=b, c=d"`` (``;`` also separates) as stripped (a, b) pairs; parts without ``=`` are skipped."""
     pairs = []
@@ -101,6 +81,26 @@ def parse_provider_names(value: str | Mapping[str, str] | None) -> dict[str, str
     return {host.lower(): name for host, name in pairs}
 
 
+def ollama_urls(env: Mapping[str, str]) -> tuple[ProviderURL, ...]:
+    """Where Ollama's native API is: ``OLLAMA_HOST`` (read as the ollama client reads it: bare
+    ``host[:port]`` is http on 11434) and the default ``127.0.0.1`` / ``localhost`` :11434."""
+    urls = [ProviderURL("ollama", "127.0.0.1", 11434, ""), ProviderURL("ollama", "localhost", 11434, "")]
+    configured = (env.get("OLLAMA_HOST") or "").strip()
+    if configured:
+        scheme, sep, rest = configured.partition("://")
+        if not sep:
+            scheme, rest = "http", configured
+        parts = urlsplit(f"{scheme}://{rest}")
+        try:
+            port = parts.port or (11434 if not sep else 443 if scheme == "https" else 80)
+        except ValueError:
+            return tuple(urls)
+        host = (parts.hostname or "127.0.0.1").lower()
+        hosts = ("127.0.0.1", "localhost") if host in ("0.0.0.0", "::") else (host,)  # a bind address
+        urls = [ProviderURL("ollama", h, port, parts.path.rstrip("/")) for h in hosts] + urls
+    return tuple(urls)
+
+
 @dataclass(frozen=True, slots=True)
 class InstrumentationConfig:
     provider_urls: tuple[ProviderURL, ...] = ()
@@ -110,6 +110,7 @@ class InstrumentationConfig:
     capture_content: bool = False
     defaults: Attribution = field(default_factory=Attribution)
     budgets_url: str | None = None
+    budgets_token: str | None = None  # the exporter's read token, when it has one
     budgets_refresh_seconds: float = 10.0
     budgets_fail_closed: bool = False
     record_inline: bool = False  # parse and make spans on the calling thread, not aispend-recorder
@@ -137,6 +138,7 @@ class InstrumentationConfig:
             ),
             defaults=env_defaults(env),
             budgets_url=str(kwargs.get("budgets_url") or env.get("AISPEND_BUDGETS_URL") or "") or None,
+            budgets_token=str(kwargs.get("budgets_token") or env.get("AISPEND_BUDGETS_TOKEN") or "") or None,
             budgets_refresh_seconds=float(
                 kwargs.get("budgets_refresh_seconds") or env.get("AISPEND_BUDGETS_REFRESH_SECONDS") or 10.0  # type: ignore[arg-type]
             ),

@@ -13,6 +13,7 @@ PACKAGES = {
     "aispend/pricing": "pricing",
     "aispend/instrumentation": "instrumentation",
     "aispend/exporter": "exporter",
+    "aispend/exporter/console": "exporter/console",
 }
 
 
@@ -32,9 +33,16 @@ def test_wheel_contents(tmp_path):
             relative = path.relative_to(ROOT / source).as_posix()
             if installed == "aispend" and "/" in relative:
                 continue  # aispend/ has no subpackages of its own
+            if installed == "aispend/exporter" and relative.startswith("console/"):
+                continue  # its own entry above
             assert f"{installed}/{relative}" in names, f"{installed}/{relative} missing from the wheel"
     assert "aispend/pricing/pricebook.yaml" in names
     assert "aispend/py.typed" in names
+    for page in ("index.html", "app.js", "app.css"):  # the console, served from the package
+        assert f"aispend/exporter/console/{page}" in names
+    assert not any("plotly" in n for n in names)  # plotly.js comes from the installed plotly package
+    metadata = next(n for n in names if n.endswith("METADATA"))
+    assert "Requires-Dist: plotly" in zipfile.ZipFile(wheel).read(metadata).decode()
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "aispend = aispend.instrumentation:AiSpendInstrumentor" in text

@@ -35,8 +35,10 @@ def running(**config) -> Iterator[Exporter]:
         exporter.stop(grace=0.5)
 
 
-def scrape(port: int, openmetrics: bool = False) -> str:
+def scrape(port: int, openmetrics: bool = False, token: str | None = None) -> str:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     if openmetrics:
         request.add_header("Accept", "application/openmetrics-text; version=1.0.0")
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -142,11 +142,12 @@ def test_budget_gauges_api_and_admin_override(tmp_path):
             otlp_request([llm("openai", "gpt-4", 150, 75), llm("openai", "gpt-4o", 10, 10)]).SerializeToString(),
             "application/x-protobuf",
         )
-        text = scrape(port)
+        text = scrape(port, token="adm")
         assert value(text, "aispend_budget_spend_usd", budget="gpt4", period="month") == pytest.approx(0.009)
         assert value(text, "aispend_budget_limit_usd", budget="gpt4", period="month") == 0.01
         api = f"http://127.0.0.1:{port}/v1/budgets"
-        state = json.load(urllib.request.urlopen(api))["budgets"][0]
+        request = urllib.request.Request(api, headers={"Authorization": "Bearer adm"})
+        state = json.load(urllib.request.urlopen(request))["budgets"][0]
         assert (state["enforce"], state["exhausted"], state["scope"]) == ("true", False, {"model": ["gpt-4"]})
         assert post(f"{api}/gpt4", b'{"amount_usd": 1}', "application/json")[0] == 401
         assert post(f"{api}/gpt4", b'{"amount_usd": 1}', "application/json", token="wrong")[0] == 401
@@ -154,7 +155,7 @@ def test_budget_gauges_api_and_admin_override(tmp_path):
         assert post(f"{api}/gpt4", b'{"amount_usd": -1}', "application/json", token="adm")[0] == 400
         status, body = post(f"{api}/gpt4", b'{"amount_usd": 2}', "application/json", token="adm")
         assert status == 200 and json.loads(body)["limit_usd"] == 2
-        assert value(scrape(port), "aispend_budget_limit_usd", budget="gpt4") == 2
+        assert value(scrape(port, token="adm"), "aispend_budget_limit_usd", budget="gpt4") == 2
     # the override is persisted in the ledger: a restart keeps it
     with running(budgets=str(budgets), ledger=f"sqlite:///{tmp_path}/l.sqlite") as exporter:
         state = json.load(urllib.request.urlopen(f"http://127.0.0.1:{exporter.ports['metrics']}/v1/budgets"))

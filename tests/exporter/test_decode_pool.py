@@ -116,3 +116,89 @@ def test_what_a_worker_returns(tmp_path):
     batch = unpacked(decode_pool._read(body, False))
     assert not batch.prepared and all(c.cost is None for c in batch.calls)
     decode_pool._init(ExporterConfig())
+
+
+def _descendants(pid: int) -> set[int]:
+    """Live processes below ``pid`` (zombies, dead but not yet reaped, do not count)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def test_workers_die_with_their_parent_even_on_kill_9(tmp_path):
+    import time
+
+    from tests.exporter.server import ServeProcess
+
+    serve = ServeProcess(tmp_path, "--decode-workers", "2", "--ledger", f"sqlite:///{tmp_path}/l.sqlite").start()
+    assert serve.proc is not None
+    try:
+        # an export from a request thread that then ends: workers must not die with that thread
+        url = f"http://127.0.0.1:{serve.ports['otlp_http']}/v1/traces"
+        assert (
+            post(url, otlp_request([llm("openai", "gpt-4", 150, 75)]).SerializeToString(), "application/x-protobuf")[0]
+            == 200
+        )
+        assert (
+            post(url, otlp_request([llm("openai", "gpt-4", 150, 75)]).SerializeToString(), "application/x-protobuf")[0]
+            == 200
+        )
+        workers = _descendants(serve.proc.pid)
+        assert len(workers) >= 2, workers  # the two workers (and multiprocessing's resource tracker)
+    finally:
+        os.kill(serve.proc.pid, signal.SIGKILL)
+        serve.proc.wait()
+    deadline = time.monotonic() + 10
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(workers), f"orphaned decode workers still running: {sorted(_alive(workers))}"
+
+
+def test_workers_outlive_the_thread_that_asked_for_them():
+    """The kernel's parent-death signal follows the thread that started a worker: workers asked for
+    from a short-lived thread (a request's, replacing a dead pool) must not die when it ends."""
+    import threading
+    import time
+
+    from aispend.exporter.config import ExporterConfig
+    from aispend.exporter.decode_pool import DecodePool
+
+    pool = DecodePool(ExporterConfig(decode_workers=1))
+    body = otlp_request([llm("openai", "gpt-4", 150, 75)]).SerializeToString()
+    try:
+
+        def replace() -> None:
+            pool.reload()  # what SIGHUP and a dead worker do
+            assert len(pool.read(body, False).calls) == 1  # the new worker is up while this thread runs
+
+        thread = threading.Thread(target=replace)
+        thread.start()
+        thread.join()
+        time.sleep(0.5)
+        assert len(pool.read(body, False).calls) == 1  # the same worker, after that thread ended
+    finally:
+        pool.shutdown()

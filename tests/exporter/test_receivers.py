@@ -141,7 +141,7 @@ def test_grpc_gzip_and_bearer_token():
             ),
             MIX,
         )
-        check_mix(scrape(exporter.ports["metrics"]))
+        check_mix(scrape(exporter.ports["metrics"], token="s3cret"))  # the OTLP token reads when no read token is set
         channel = grpc.insecure_channel(endpoint)
         export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
         with pytest.raises(grpc.RpcError) as denied:
@@ -207,13 +207,12 @@ def test_http_malformed_bodies_get_400_and_are_counted():
         url = f"http://127.0.0.1:{exporter.ports['otlp_http']}/v1/traces"
         assert post(url, b"\xff\x00garbage", "application/x-protobuf")[0] == 400
         assert post(url, b"{not json", "application/json")[0] == 400
-        assert (
-            post(url, b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}', "application/json")[0]
-            == 400
-        )
+        not_a_list = b'{"resourceSpans":[{"scopeSpans":[{"spans":{"traceId":"zz"}}]}]}'
+        assert post(url, not_a_list, "application/json")[0] == 400
         assert post(url, b"not gzip", "application/x-protobuf", "gzip")[0] == 400
         text = scrape(exporter.ports["metrics"])
         assert value(text, "aispend_spans_rejected_total", reason="malformed_payload") == 3
+        assert value(text, "aispend_spans_rejected_total", reason="bad_compression") == 1
 
 
 def test_openmetrics_exemplars_carry_the_trace_id():

@@ -51,6 +51,7 @@ def app(fake, tmp_path):
             tracer_provider=provider,
             provider_urls=provider_urls(fake),
             budgets_url=f"http://127.0.0.1:{exporter.ports['metrics']}/v1/budgets",
+            budgets_token="admin",  # the admin token reads too (the exporter protects reads once it has one)
             budgets_refresh_seconds=REFRESH,
         )
         try:
@@ -87,7 +88,7 @@ def test_enforced_budget_blocks_matching_calls_until_raised(fake, app):
         oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert len(fake.requests) == sent + 1
     # the exporter records the blocked calls as errors that cost nothing
-    text = scrape(exporter.ports["metrics"])
+    text = scrape(exporter.ports["metrics"], token="admin")
     assert value(text, "aispend_requests_total", customer="acme", status="error") == 2
     assert value(text, "aispend_cost_usd_total", customer="acme") == pytest.approx(0.0000925, abs=1e-12)
     status, body = post(

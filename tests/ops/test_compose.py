@@ -101,19 +101,33 @@ def test_collector_ports_and_endpoint_match_aispend():
     collector = _load(ROOT / "otel-collector.yaml")
     protocols = collector["receivers"]["otlp"]["protocols"]
     receiver_ports = {int(protocols[p]["endpoint"].rsplit(":", 1)[1]) for p in ("grpc", "http")}
-    assert _published(svc) == receiver_ports == {4317, 4318}
-    # the collector gets the base config and the compose overlay
+    health_port = int(collector["extensions"]["health_check"]["endpoint"].rsplit(":", 1)[1])
+    metrics_port = collector["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]["port"]
+    assert receiver_ports == {4317, 4318}
+    assert _published(svc) == receiver_ports | {health_port, metrics_port}
+    # the collector gets the one shipped config, the same file as on a host
     mounts = {target: source for source, target in _mounts(svc)}
     configs = [arg.split("=", 1)[1] for arg in svc["command"] if arg.startswith("--config=")]
-    assert [mounts[c] for c in configs] == ["./otel-collector.yaml", "./otel-collector.compose.yaml"]
-    # its aispend endpoint is the aispend service on aispend's --otlp-grpc port
-    endpoint = _load(ROOT / "otel-collector.compose.yaml")["exporters"]["otlp/aispend"]["endpoint"]
-    host, port = endpoint.rsplit(":", 1)
+    assert [mounts[c] for c in configs] == ["./otel-collector.yaml"]
+    # its aispend endpoint, from the environment, is the aispend service on aispend's --otlp-grpc port
+    assert collector["exporters"]["otlp_grpc/aispend"]["endpoint"] == "${env:AISPEND_OTLP_ENDPOINT:-127.0.0.1:14317}"
+    host, port = svc["environment"]["AISPEND_OTLP_ENDPOINT"].rsplit(":", 1)
     assert host == "aispend"
     assert port == _flag(_dockerfile_cmd(), "--otlp-grpc").rsplit(":", 1)[1] == "14317"
     # the persistent queue directory is a volume
     directory = collector["extensions"]["file_storage/queue"]["directory"]
-    assert directory in mounts
+    assert directory == "${env:AISPEND_COLLECTOR_QUEUE:-/var/lib/otelcol/file_storage}"
+    assert svc["environment"]["AISPEND_COLLECTOR_QUEUE"] in mounts
+
+
+def test_collector_image_is_the_release_the_config_is_validated_against():
+    """bin/otelcol-aispend (which validates the config in tests/ops) and the compose image are one release."""
+    manifest = _load(ROOT / "collector" / "builder-config.yaml")
+    versions = {
+        entry["gomod"].split()[1] for kind in ("receivers", "processors", "exporters") for entry in manifest[kind]
+    }
+    (version,) = versions
+    assert _services()["otel-collector"]["image"] == f"otel/opentelemetry-collector-contrib:{version.lstrip('v')}"
 
 
 def test_prometheus_targets_match_services():

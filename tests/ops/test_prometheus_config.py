@@ -32,6 +32,7 @@ REQUIRED_ALERTS = {
     "AispendHighRateLimitRatio",
     "AispendSpansRejected",
     "AispendExporterDown",
+    "AispendConfigFileErrors",
     "AispendBudgetThresholdReached",
     "AispendBudgetExhausted",
 }
