@@ -34,7 +34,6 @@ from aispend.instrumentation.adapters.base import (
     set_usage,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse, parse_json
-from aispend.instrumentation.tokens import estimate
 
 _OPERATIONS = {"converse": False, "converse-stream": True, "invoke": False, "invoke-with-response-stream": True}
 _METRICS = "amazon-bedrock-invocationMetrics"
@@ -148,20 +147,24 @@ class _Usage:
             if value is not None:
                 self.bedrock[key] = value
 
-    def write(self, observed: Observed, output_at_least: int = 0) -> bool:
+    def write(self, observed: Observed, final: bool = True) -> None:
+        """The usage, final; or (``final=False``, a stream cut short) the input counts as known
+        and any output count as a floor for the estimate ``calls`` makes of the rest."""
         counts = {**self.body, **self.bedrock}
         if "input" not in counts and "output" not in counts:
-            return False
+            return
         cache_read, cache_write = counts.get("cache_read", 0), counts.get("cache_write", 0)
         set_usage(
             observed.attributes,
-            input_tokens=counts.get("input", 0) + cache_read + cache_write,
-            output_tokens=max(counts.get("output", 0), output_at_least),
+            input_tokens=counts.get("input", 0) + cache_read + cache_write if final or "input" in counts else None,
+            output_tokens=counts.get("output", 0) if final or "output" in counts else None,
             cache_read=cache_read if "cache_read" in counts else None,
             cache_write=cache_write if "cache_write" in counts else None,
         )
-        observed.usage_reported = True
-        return True
+        if final:
+            observed.usage_reported = True
+        elif "input" in counts:
+            observed.input_known = True
 
 
 def _finish(observed: Observed, reason: Any, usage: _Usage | None = None) -> None:
@@ -331,13 +334,12 @@ class _BedrockStream:
     Text deltas are held and read only if no usage came (or content capture is on).
 
     A stream that ends before its final usage (the app stopped reading) keeps the exact input
-    count if one came (Anthropic's message_start, Meta's first chunk) and estimates the output
-    from the text received, never below a partial count; the span says it is estimated."""
+    count if one came (Anthropic's message_start, Meta's first chunk); ``calls`` estimates the
+    output from the text received, never below a partial count, and marks the span estimated."""
 
-    __slots__ = ("_deltas", "_start", "_usage", "observed")
+    __slots__ = ("_deltas", "_usage", "observed")
 
     def __init__(self, start: CallStart, observed: Observed) -> None:
-        self._start = start
         self.observed = observed
         self._usage = _Usage()
         self._deltas = HeldEvents(self._delta)
@@ -366,12 +368,7 @@ class _BedrockStream:
                 self._deltas.discard()
             return
         self._deltas.release()  # partial: the text received is what the output estimate counts
-        model = self._start.model
-        _, output_tokens, estimator = estimate(model, (), observed.texts, observed.output_chars)
-        if self._usage.write(observed, output_at_least=output_tokens):
-            observed.attributes[sc.AISPEND_USAGE_ESTIMATED] = True
-            observed.attributes[sc.AISPEND_USAGE_ESTIMATOR] = estimator
-        # else no counts at all: the call is estimated from the prompt and the text received
+        self._usage.write(observed, final=False)  # calls estimates the rest, and says so
 
     def _delta(self, payload: dict[str, Any]) -> None:
         _converse_event("contentBlockDelta", payload, self.observed, self._usage)

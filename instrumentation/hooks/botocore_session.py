@@ -29,7 +29,12 @@ def _body(body: Any) -> bytes | None:
 
 
 def _text_headers(headers: Any) -> list[tuple[str, str]]:
-    return [(k, v.decode("latin-1") if isinstance(v, bytes) else str(v)) for k, v in headers.items()]
+    # botocore's HTTPHeaders is an email.message.Message: its items() runs the email policy over
+    # every value (most of this hook's cost); the raw (name, value) list it keeps is the same text
+    pairs = getattr(headers, "_headers", None)
+    if not isinstance(pairs, list):
+        pairs = list(headers.items())
+    return [(k, v.decode("latin-1") if isinstance(v, bytes) else str(v)) for k, v in pairs]
 
 
 def _keep(name: str) -> None:
@@ -94,7 +99,7 @@ def send(recorder: Recorder) -> Any:
             return wrapped(*args, **kwargs)
 
         def complete() -> HttpRequest:
-            headers = read_headers(_text_headers(request.headers))
+            headers = read_headers(_text_headers(request.headers), recorder.header_names)
             return head.with_content(query=parts.query, headers=headers, body=_body(request.body))
 
         call = recorder.begin(head, complete, _keep)

@@ -19,16 +19,21 @@ _STRING = 7
 _BYTES = 6
 
 
-def _header(name: str, value: str | bytes) -> bytes:
-    raw_name = name.encode()
-    if isinstance(value, str):
-        kind, raw = _STRING, value.encode()
-    else:
-        kind, raw = _BYTES, value
-    return struct.pack("!B", len(raw_name)) + raw_name + struct.pack("!BH", kind, len(raw)) + raw
+HeaderValue = str | bytes | bool | int
 
 
-def message(headers: dict[str, str | bytes], payload: bytes) -> bytes:
+def _header(name: str, value: HeaderValue) -> bytes:
+    """A header: string (7), bytes (6), bool (0 true / 1 false, no value) or int32 (4)."""
+    head = struct.pack("!B", len(name.encode())) + name.encode()
+    if isinstance(value, bool):
+        return head + struct.pack("!B", 0 if value else 1)
+    if isinstance(value, int):
+        return head + struct.pack("!Bi", 4, value)
+    kind, raw = (_STRING, value.encode()) if isinstance(value, str) else (_BYTES, value)
+    return head + struct.pack("!BH", kind, len(raw)) + raw
+
+
+def message(headers: dict[str, HeaderValue], payload: bytes) -> bytes:
     """One event-stream message."""
     head = b"".join(_header(k, v) for k, v in headers.items())
     total = 12 + len(head) + len(payload) + 4

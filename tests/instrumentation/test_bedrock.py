@@ -371,3 +371,16 @@ def test_other_aws_calls_are_untouched(harness):
     with pytest.raises(botocore.parsers.ResponseParserError):
         sts.get_caller_identity()  # the fake answers 404 JSON where STS speaks XML
     assert harness.spans() == []
+
+
+def test_signed_request_headers_read_as_botocore_holds_them():
+    """The hook reads botocore's raw header list (its items() is slow): the same pairs."""
+    from botocore.compat import HTTPHeaders
+
+    from aispend.instrumentation.hooks.botocore_session import _text_headers
+
+    headers = HTTPHeaders()
+    headers["Authorization"] = "AWS4-HMAC-SHA256 Credential=AKIAFAKE/20261201/us-east-1/bedrock/aws4_request"
+    headers["User-Agent"] = b"Boto3/1.44 md/Botocore#1.44"
+    headers["X-Amz-Date"] = "20261201T000000Z"
+    assert _text_headers(headers) == [(k, v.decode() if isinstance(v, bytes) else v) for k, v in headers.items()]

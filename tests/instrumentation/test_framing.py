@@ -60,6 +60,52 @@ def test_ndjson_any_cut(sizes):
     assert [json.loads(d) for _, d in seen] == LINES and all(e == "" for e, _ in seen)
 
 
+_HEADER_VALUES = st.one_of(
+    st.text(max_size=20), st.binary(max_size=20), st.booleans(), st.integers(-(2**31), 2**31 - 1)
+)
+_MESSAGES = st.lists(
+    st.tuples(
+        st.sampled_from(["event", "exception"]),
+        st.text(min_size=1, max_size=12),
+        st.dictionaries(st.text("abcxyz-", min_size=1, max_size=8), _HEADER_VALUES, max_size=4),
+        st.binary(max_size=200),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_MESSAGES, st.lists(st.integers(min_value=1, max_value=64), max_size=200))
+def test_event_stream_parser_agrees_with_botocores(messages, sizes):
+    """Any headers (every value type), any payload, any cut: the same events as botocore's parser."""
+    from botocore.eventstream import EventStreamBuffer
+
+    data = b""
+    for kind, name, extra, payload in messages:
+        headers = {**extra, ":message-type": kind, (":event-type" if kind == "event" else ":exception-type"): name}
+        data += es.message(headers, payload)
+    buffer = EventStreamBuffer()
+    buffer.add_data(data)
+    expected = []
+    for msg in buffer:
+        kind = msg.headers[":message-type"]
+        name = msg.headers[":event-type"] if kind == "event" else "exception:" + msg.headers[":exception-type"]
+        expected.append((name, msg.payload.decode("utf-8", "replace")))
+    assert parse(EventStreamParser, cut(data, sizes)) == expected
+
+
+def test_a_corrupt_message_stops_the_parse():
+    import pytest
+
+    from aispend.instrumentation.framing import EventStreamError
+
+    data = bytearray(es.event("messageStop", {"stopReason": "end_turn"}))
+    data[-6] ^= 0xFF
+    with pytest.raises(EventStreamError):
+        parse(EventStreamParser, [bytes(data)])
+
+
 def test_ndjson_last_line_without_newline_still_counts():
     assert parse(NDJSONParser, [b'{"a":1}\n{"done":true}']) == [("", '{"a":1}'), ("", '{"done":true}')]
 
