@@ -30,10 +30,7 @@ DEFAULT_LABEL_LIMITS = {
     "key": 1000,
 }
 MAX_TOKENS_LIMIT = 10**12
-_INTEGERS = ("retention_days", "label_max_length", "dedupe_window", "max_tokens_per_call", "decode_workers")
-_INTEGERS += ("max_spans_per_request", "max_resource_spans_per_request")
-
-
+# settings read as non-negative integers (from flags, the environment and aispend.yaml alike)
 _INTEGERS = (
     "retention_days",
     "label_max_length",
@@ -41,6 +38,8 @@ _INTEGERS = (
     "dedupe_window",
     "max_tokens_per_call",
     "decode_workers",
+    "max_spans_per_request",
+    "max_resource_spans_per_request",
 )
 
 

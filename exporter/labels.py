@@ -72,6 +72,17 @@ class LabelBounds:
             return coarse
         return (OVERFLOW,) * len(labels)
 
+    def all_fit(self, label_sets: Sequence[Sequence[str]]) -> bool:
+        """Whether every one of these label sets keeps its own series whatever the order (then the
+        restore need not find out the order they came in)."""
+        if self.max_series and len(label_sets) > self.max_series:
+            return False
+        for i, label in enumerate(self.labels):
+            limit = self.limits.get(label)
+            if limit is not None and len({values[i] for values in label_sets} - {""}) > limit:
+                return False
+        return True
+
     def restore_order(self, first_seen: Iterable[Sequence[str]]) -> None:
         """Admit the ledger's label sets in the order they were first recorded, before any
         counter is restored, so the same values keep their own series as before the restart."""

@@ -697,16 +697,21 @@ class Ledger:
             tokens = dict(zip(("input", "output", "cache_read", "cache_write", "reasoning"), rest[2:7], strict=True))
             yield labels, rest[0], tokens, from_nano(rest[7]), rest[1]
 
-    def first_seen(self, instance: str) -> list[tuple[str, ...]]:
+    def first_seen(self, instance: str, exact: bool = True) -> list[tuple[str, ...]]:
         """Every label set an instance counted, in the order it first counted it: by first day,
-        then by the first row still kept (its counting order within the retention), then by value.
-        The restore admits label sets in this order, as the live path did when they came."""
+        then (``exact``) by the first row still kept (its counting order within the retention),
+        then by value. The restore admits label sets in this order, as the live path did when they
+        came. ``exact`` scans ``calls``; without it only the daily totals are read."""
         labels = ", ".join(LABEL_COLUMNS)
         mine = (instance,)
-        first_row = {
-            tuple(r[:-1]): r[-1]
-            for r in self._read(f"SELECT {labels}, MIN(id) FROM calls WHERE instance = ? GROUP BY {labels}", mine)
-        }
+        first_row = (
+            {
+                tuple(r[:-1]): r[-1]
+                for r in self._read(f"SELECT {labels}, MIN(id) FROM calls WHERE instance = ? GROUP BY {labels}", mine)
+            }
+            if exact
+            else {}
+        )
         days = [
             (tuple(r[:-1]), r[-1])
             for r in self._read(f"SELECT {labels}, MIN(day) FROM daily WHERE instance = ? GROUP BY {labels}", mine)

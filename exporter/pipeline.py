@@ -106,7 +106,12 @@ class Pipeline:
             adopted = self.ledger.adopt_unowned(self.instance)
             if adopted:
                 logger.warning("instance %s took over %d calls an older aispend recorded", self.instance, adopted)
-            self.bounds.restore_order(self.ledger.first_seen(self.instance))  # the same values keep their series
+            # the same values keep their own series as before the restart; the exact order (a scan
+            # of the calls) is needed only when the bounds bite
+            label_sets = self.ledger.first_seen(self.instance, exact=False)
+            if not self.bounds.all_fit(label_sets):
+                label_sets = self.ledger.first_seen(self.instance)
+            self.bounds.restore_order(label_sets)
             for labels, status, tokens, cost, calls in self.ledger.totals(self.instance):
                 self.metrics.restore(self.bounds.series(labels), cost, tokens, {status: calls})
             for (provider, model, operation, status), seconds, buckets in self.ledger.durations(self.instance):

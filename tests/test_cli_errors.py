@@ -172,3 +172,30 @@ def test_serve_prints_the_resolved_absolute_ledger_path(tmp_path):
     resolved = tmp_path / "var" / "lib" / "aispend" / "ledger.sqlite"  # three slashes: a relative path
     assert f"; ledger {resolved};" in banner or banner.strip().endswith(f"; ledger {resolved}"), banner
     assert resolved.exists()
+
+
+# -- every numeric setting is read as a number and refused when negative -------------------------
+def _numeric_settings() -> list[str]:
+    from dataclasses import fields
+
+    from aispend.exporter.config import ExporterConfig
+
+    return [f.name for f in fields(ExporterConfig) if type(f.default) in (int, float)]
+
+
+@pytest.mark.parametrize("name", _numeric_settings())
+def test_numeric_settings_are_numbers_and_never_negative(name):
+    from aispend.exporter.config import ConfigError, ExporterConfig
+
+    for source in ({"args": {name: "7"}}, {"environ": {f"AISPEND_{name.upper()}": "7"}}):
+        config = ExporterConfig.load(source.get("args"), environ=source.get("environ", {}))
+        assert getattr(config, name) == 7 and type(getattr(config, name)) is type(getattr(ExporterConfig(), name))
+    with pytest.raises(ConfigError, match=name):
+        ExporterConfig.load({name: "-1"}, environ={})
+    with pytest.raises(ConfigError, match=name):
+        ExporterConfig.load({name: "lots"}, environ={})
+
+
+def test_serve_refuses_a_negative_limit_with_one_line(tmp_path):
+    proc = aispend("serve", *FREE, "--ledger", "none", "--max-spans-per-request", "-1", cwd=tmp_path)
+    one_line_error(proc, "aispend serve: ", "max_spans_per_request")
