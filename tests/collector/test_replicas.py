@@ -1,9 +1,6 @@
 """The collector's load-balancing exporter (routing by trace ID, static resolver, the shipped
 collector/scale-out.yaml) spreads the load over N aispend replicas on one PostgreSQL ledger: the
-totals are exact, also when one replica is killed -9 mid-load and restarted.
-
-REPLICAS is 1 until multi-replica accounting lands (issue 11: the `calls` table's `instance` column
-and UNIQUE (trace_id, span_id)); then set it to [1, 3].
+totals are exact, also when one replica is killed -9 mid-load and restarted.The sum of the replicas' own counters equals the ledger.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from tests.support.collector import Collector
 from tests.support.load import Figures, Load, rate_note, wait_for_ledger, wait_for_traffic
 from tests.support.postgres import PostgresServer
 
-REPLICAS = [1]  # switch to [1, 3] once the ledger layer counts exactly across replicas (issue 11)
+REPLICAS = [3]  # three replicas on one PostgreSQL ledger: identity is enforced by the ledger (issue 11)
 RATE = 300
 SECONDS = 12
 
@@ -57,6 +54,7 @@ def test_load_spread_over_replicas_one_killed_mid_load(tmp_path, fake, postgres,
         counts = load.wait()
         rows, distinct = wait_for_ledger(ledger, counts["calls"])
         received = [value(scrape(s.ports["metrics"]), "aispend_spans_received_total") for s in servers]
+        counted = sum(value(scrape(s.ports["metrics"]), "aispend_requests_total") for s in servers)
         total, low, high = _cost(ledger)
         retried = collector.log().count("Will retry the request after interval")
     finally:
@@ -70,7 +68,7 @@ def test_load_spread_over_replicas_one_killed_mid_load(tmp_path, fake, postgres,
     figures.report(f"{rate_note(counts)}; {retried} exports failed and were retried; spans per replica: {received}")
     assert retried > 0, "the kill did not interrupt any export"
     assert (figures.lost, figures.duplicated) == (0, 0)
-    assert rows == counts["calls"]
+    assert rows == counts["calls"] == counted  # the replicas' counters add up to the ledger
     # every call is the same priced gpt-4o-mini call: the cost total is exactly calls x one call's cost
     assert low == high > 0 and total == low * counts["calls"]
     if replicas > 1:

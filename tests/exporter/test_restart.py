@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -150,3 +152,39 @@ def test_a_retried_batch_after_kill_9_counts_once_with_a_million_calls_in_the_le
         second.stop()
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 1_020_000
+
+
+def test_a_second_serve_on_one_sqlite_file_is_refused(tmp_path):
+    """A SQLite ledger is one process's: replicas share PostgreSQL, and the message says so."""
+    ledger = f"sqlite:///{tmp_path}/one.sqlite"
+    first = ServeProcess(tmp_path, "--ledger", ledger, "--instance-id", "a").start()
+    try:
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aispend.cli",
+                "serve",
+                "--ledger",
+                ledger,
+                "--otlp-grpc",
+                "127.0.0.1:0",
+                "--otlp-http",
+                "127.0.0.1:0",
+                "--metrics",
+                "127.0.0.1:0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert second.returncode == 2
+        assert "in use by another aispend serve" in second.stderr and "PostgreSQL" in second.stderr
+        grpc_export(first.ports["otlp_grpc"], otlp_request([llm("openai", "gpt-4", 150, 75)]))  # the first runs on
+        assert value(scrape(first.ports["metrics"]), "aispend_requests_total") == 1
+    finally:
+        assert first.stop() == 0
+    again = ServeProcess(tmp_path, "--ledger", ledger, "--instance-id", "a").start()  # freed when it stopped
+    assert value(scrape(again.ports["metrics"]), "aispend_requests_total") == 1
+    again.stop()
