@@ -235,9 +235,6 @@ _SERVE_FLAGS = {
     "instance_id": "this replica's name in the ledger (default: host name and OTLP gRPC port)",
     "settle_seconds": "how long other instrumentations' spans wait for aispend's span of the same call (default 15)",
     "budget_refresh_seconds": "how often budget spend is read back from the shared ledger (default 1)",
-    "max_spans_per_request": "spans in one export request before it is refused with 413 (default 100000)",
-    "max_resource_spans_per_request": "resource spans in one export request before it is refused (default 10000)",
-    "request_timeout": "seconds an HTTP client may stay silent before it is disconnected (default 30)",
 }
 
 
