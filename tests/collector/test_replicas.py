@@ -1,6 +1,7 @@
 """The collector's load-balancing exporter (routing by trace ID, static resolver, the shipped
 collector/scale-out.yaml) spreads the load over N aispend replicas on one PostgreSQL ledger: the
-totals are exact, also when one replica is killed -9 mid-load and restarted.The sum of the replicas' own counters equals the ledger.
+totals are exact, also when one replica is killed -9 mid-load and restarted,
+and the sum of the replicas' own counters equals the ledger.
 """
 
 from __future__ import annotations
