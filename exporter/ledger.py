@@ -410,6 +410,7 @@ class Ledger:
     def _migrate(self, tx: Tx) -> None:
         """Bring a ledger written by an older aispend to SCHEMA_VERSION (before the schema runs)."""
         tables = {r[0] for r in tx.read(self._tables_sql())}
+        tx.run(self.dialect.schema()[0])  # meta: notes what a migration leaves to do
         for table, column, kind, backfill in ADDED_COLUMNS:  # first: the copies below take them along
             if table in tables and column not in self._columns(tx, table):
                 tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {kind.format(integer=self.dialect.integer)}")
@@ -417,6 +418,7 @@ class Ledger:
                     tx.run(backfill)
         if "calls" in tables and "instance" not in self._columns(tx, "calls"):
             logger.warning("upgrading the ledger at %s to schema %s", redacted(self.url), SCHEMA_VERSION)
+            self._note_unowned(tx)
             tx.run("ALTER TABLE calls ADD COLUMN instance TEXT NOT NULL DEFAULT ''")
             tx.run(f"ALTER TABLE calls ADD COLUMN rank {self.dialect.integer} NOT NULL DEFAULT 0")
             removed = tx.run("DELETE FROM calls WHERE id NOT IN (SELECT MIN(id) FROM calls GROUP BY trace_id, span_id)")
@@ -424,6 +426,7 @@ class Ledger:
                 logger.warning("removed %d duplicate calls recorded by the older aispend", removed)
         for table in ("daily", "durations"):
             if table in tables and "instance" not in (old := self._columns(tx, table)):
+                self._note_unowned(tx)
                 # a new table beside the old one (PostgreSQL keeps index names across a rename)
                 create = next(s for s in self.dialect.schema() if f"TABLE IF NOT EXISTS {table} " in s)
                 tx.run(create.replace(f"EXISTS {table} ", f"EXISTS {table}_v2 "))
@@ -447,13 +450,20 @@ class Ledger:
                 (SCHEMA_VERSION, SCHEMA_VERSION),
             )
 
+    @staticmethod
+    def _note_unowned(tx: Tx) -> None:
+        tx.run("INSERT INTO meta (name, value) VALUES ('unowned', '1') ON CONFLICT (name) DO NOTHING")
+
     def adopt_unowned(self, instance: str) -> int:
-        """Rows an older aispend wrote have no instance: the first replica to start takes them, so
-        its counters include them (once)."""
+        """Rows an older aispend wrote have no instance: the first replica to start after the
+        upgrade takes them, so its counters include them (once). Later starts skip the scan."""
         with self.transaction() as tx:
+            if not tx.read("SELECT value FROM meta WHERE name = 'unowned'"):
+                return 0
             n = tx.run("UPDATE calls SET instance = ? WHERE instance = ''", (instance,))
             tx.run("UPDATE daily SET instance = ? WHERE instance = ''", (instance,))
             tx.run("UPDATE durations SET instance = ? WHERE instance = ''", (instance,))
+            tx.run("DELETE FROM meta WHERE name = 'unowned'")
         return n
 
     # -- recording ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from aispend.exporter.ledger import (
     SQLiteLedger,
     open_ledger,
     redacted,
+    utc_day,
 )
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline, RetryableError
@@ -183,4 +184,69 @@ def test_daily_totals_filtered_by_time_range(ledger_url):
     assert (
         ledger.summary(Filters(since_ns=old - DAY_NS, until_ns=NOW_NS + DAY_NS), [], from_daily=True)[0]["calls"] == 2
     )
+    ledger.close()
+
+
+def test_a_ledger_from_before_instances_is_upgraded_and_adopted_once(tmp_path):
+    """A v1 ledger (no instance column, no unique span index, a double-counted span): the upgrade
+    keeps one copy, the first replica takes the old rows into its counters, a retry of an old span
+    is a duplicate, and a later start does not scan for unowned rows again."""
+    from aispend.exporter.ledger import CALL_COLUMNS, DAILY_KEY, SUM_COLUMNS
+
+    new = {"instance", "rank", "book_cost_nusd", "cost_source"}
+    new_sums = {"unpriced_no_usage", "cost_mismatch", "repriced_nusd", "repriced_unpriced"}
+    calls = [c for c in CALL_COLUMNS if c not in new]
+    sums = [c for c in SUM_COLUMNS if c not in new_sums]
+    key = [c for c in DAILY_KEY if c != "instance"]
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE calls (id INTEGER PRIMARY KEY, {', '.join(calls)})")
+    conn.execute(f"CREATE TABLE daily ({', '.join(key + sums)}, PRIMARY KEY ({', '.join(key)}))")
+    row = dict.fromkeys(calls, 0)
+    row.update(
+        ts_ns=NOW_NS,
+        day=utc_day(NOW_NS),
+        duration_s=0.5,
+        service="app",
+        provider="openai",
+        model="gpt-4",
+        operation="chat",
+        feature="",
+        customer="acme",
+        key="",
+        response_model="",
+        kind="llm",
+        status="ok",
+        error_type="",
+        input_tokens=150,
+        output_tokens=75,
+        requests=1,
+        cost_nusd=9_000_000,
+        priced=1,
+        trace_id="ab" * 16,
+        span_id="cd" * 8,
+        parent_span_id="",
+        response_id="",
+    )
+    for _ in range(2):  # the old replica bug: one span recorded twice
+        conn.execute(
+            f"INSERT INTO calls ({', '.join(calls)}) VALUES ({', '.join('?' * len(calls))})", [row[c] for c in calls]
+        )
+    daily = dict.fromkeys(key + sums, 0)
+    daily.update({k: row[k] for k in key}, calls=1, input_tokens=150, output_tokens=75, requests=1, cost_nusd=9_000_000)
+    conn.execute(f"INSERT INTO daily VALUES ({', '.join('?' * len(key + sums))})", [daily[c] for c in key + sums])
+    conn.commit()
+    conn.close()
+
+    pipeline, metrics, ledger = pipeline_on(f"sqlite:///{path}")
+    pipeline.restore()
+    assert sum(metrics.cost.values()) == Decimal("0.009") and sum(metrics.requests.values()) == 1
+    assert len(ledger.calls(Filters())) == 1  # one copy kept
+    retry = {
+        "trace_id": bytes.fromhex("ab" * 16),
+        "span_id": bytes.fromhex("cd" * 8),
+        **llm("openai", "gpt-4", 150, 75),
+    }
+    assert pipeline.export(otlp_request([retry])).duplicates == 1
+    assert ledger.adopt_unowned("another") == 0  # taken once, by the first to start
     ledger.close()
