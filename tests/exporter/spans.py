@@ -92,3 +92,40 @@ def llm(provider: str, model: str, inp: int, out: int, **extra: Any) -> dict[str
     }
     attrs.update(extra)
     return attrs
+
+
+def stored_call(ts_ns: int = NOW_NS, **values: Any) -> dict[str, Any]:
+    """A row of the ledger's ``calls`` table as aispend writes it (a GPT-4 call of 150 + 75 tokens,
+    $0.009), for tests that fill or fake a ledger directly; ``values`` override columns."""
+    from aispend.exporter.ledger import CALL_COLUMNS, utc_day
+
+    row = dict.fromkeys(CALL_COLUMNS, 0)
+    row.update(
+        ts_ns=ts_ns,
+        day=utc_day(ts_ns),
+        duration_s=0.5,
+        service="app",
+        provider="openai",
+        model="gpt-4",
+        operation="chat",
+        feature="",
+        customer="",
+        key="",
+        response_model="",
+        kind="llm",
+        status="ok",
+        error_type="",
+        input_tokens=150,
+        output_tokens=75,
+        requests=1,
+        cost_nusd=9_000_000,
+        priced=1,
+        trace_id=new_id(16).hex(),
+        span_id=new_id(8).hex(),
+        parent_span_id="",
+        response_id="",
+        instance="",
+        cost_source="",
+    )
+    row.update(values)
+    return row

@@ -15,12 +15,11 @@ from aispend.exporter.ledger import (
     SQLiteLedger,
     open_ledger,
     redacted,
-    utc_day,
 )
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline, RetryableError
 from aispend.pricing import PriceEngine
-from tests.exporter.spans import NOW_NS, llm, otlp_request
+from tests.exporter.spans import NOW_NS, llm, otlp_request, stored_call
 from tests.support.postgres import PostgresServer
 
 ENGINE = PriceEngine()
@@ -202,32 +201,7 @@ def test_a_ledger_from_before_instances_is_upgraded_and_adopted_once(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute(f"CREATE TABLE calls (id INTEGER PRIMARY KEY, {', '.join(calls)})")
     conn.execute(f"CREATE TABLE daily ({', '.join(key + sums)}, PRIMARY KEY ({', '.join(key)}))")
-    row = dict.fromkeys(calls, 0)
-    row.update(
-        ts_ns=NOW_NS,
-        day=utc_day(NOW_NS),
-        duration_s=0.5,
-        service="app",
-        provider="openai",
-        model="gpt-4",
-        operation="chat",
-        feature="",
-        customer="acme",
-        key="",
-        response_model="",
-        kind="llm",
-        status="ok",
-        error_type="",
-        input_tokens=150,
-        output_tokens=75,
-        requests=1,
-        cost_nusd=9_000_000,
-        priced=1,
-        trace_id="ab" * 16,
-        span_id="cd" * 8,
-        parent_span_id="",
-        response_id="",
-    )
+    row = stored_call(customer="acme", trace_id="ab" * 16, span_id="cd" * 8)
     for _ in range(2):  # the old replica bug: one span recorded twice
         conn.execute(
             f"INSERT INTO calls ({', '.join(calls)}) VALUES ({', '.join('?' * len(calls))})", [row[c] for c in calls]

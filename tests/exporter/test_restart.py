@@ -15,9 +15,9 @@ import grpc
 import pytest
 
 from aispend.exporter.grpc_receiver import EXPORT_METHOD
-from aispend.exporter.ledger import CALL_COLUMNS, SQLiteLedger, utc_day
+from aispend.exporter.ledger import CALL_COLUMNS, SQLiteLedger
 from tests.exporter.server import ServeProcess, scrape, value
-from tests.exporter.spans import NOW_NS, llm, otlp_request
+from tests.exporter.spans import NOW_NS, llm, otlp_request, stored_call
 from tests.support.polling import eventually
 
 
@@ -93,31 +93,11 @@ def fill(path, rows: int) -> None:
     start = NOW_NS - 30 * day_ns
 
     def row(i: int) -> tuple:
-        ts = start + i * 1_000_000
-        values = dict.fromkeys(CALL_COLUMNS, 0)
-        values.update(
-            ts_ns=ts,
-            day=utc_day(ts),
-            duration_s=0.5,
-            service="app",
-            provider="openai",
-            model="gpt-4",
-            operation="chat",
-            feature="",
+        values = stored_call(
+            start + i * 1_000_000,
             customer=f"c{i % 1000}",
-            key="",
-            response_model="",
-            kind="llm",
-            status="ok",
-            error_type="",
-            input_tokens=150,
-            output_tokens=75,
-            requests=1,
-            cost_nusd=9_000_000,
-            priced=1,
             trace_id=f"{i:032x}",
             span_id=f"{i:016x}",
-            parent_span_id="",
             response_id=f"resp-{i}",
             instance="old",
         )
