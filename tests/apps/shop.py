@@ -70,9 +70,10 @@ def mishaps(client: openai.OpenAI) -> None:
 
 def main() -> None:
     oai = openai.OpenAI(base_url=f"{FAKE}/openai/v1", api_key=OPENAI_KEY, max_retries=0)
-    claude = anthropic.AsyncAnthropic(base_url=f"{FAKE}/anthropic", api_key=ANTHROPIC_KEY, max_retries=0)
     for _ in range(int(os.environ.get("SHOP_ROUNDS", "1"))):
         summarise(oai)
+        # an async client belongs to one event loop: each round's loop gets its own
+        claude = anthropic.AsyncAnthropic(base_url=f"{FAKE}/anthropic", api_key=ANTHROPIC_KEY, max_retries=0)
         asyncio.run(chat(claude))
         research()
         if os.environ.get("SHOP_MISHAPS"):

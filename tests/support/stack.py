@@ -44,7 +44,7 @@ def shop_app_env(fake_url: str, endpoint: str, protocol: str = "http/protobuf") 
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         # aispend alone; coexistence with openai-v2 has its own test
-        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai_v2",
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai",  # openai-v2's entry point name
         "AISPEND_PROVIDER_URLS": ",".join(
             f"{provider}={fake_url}/{prefix}"
             for provider, prefix in (
