@@ -33,7 +33,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -290,6 +290,28 @@ class BudgetWindow:
         )
 
 
+def _resets(tx: Tx, windows: Sequence[BudgetWindow]) -> dict[str, int]:
+    """The budgets' last resets as the ledger holds them now (a replica's cached copy may be older)."""
+    if not windows:
+        return {}
+    clause, params = tx.in_list("budget", sorted({w.budget for w in windows}))
+    return dict(
+        tx.read(f"SELECT budget, reset_at_ns FROM budget_overrides WHERE {clause} AND reset_at_ns IS NOT NULL", params)
+    )
+
+
+def _after_resets(windows: Sequence[BudgetWindow], resets: Mapping[str, int]) -> list[BudgetWindow]:
+    """Each window started after its budget's latest reset in the period: a replica that has not
+    re-read the overrides yet must not add spend to (or read it from) the period before the reset."""
+    out = []
+    for w in windows:
+        reset = resets.get(w.budget)
+        if reset is not None and w.since_ns <= reset < w.until_ns:
+            w = replace(w, since_ns=int(reset) + 1)  # calls that started after the reset, as BudgetTracker
+        out.append(w)
+    return out
+
+
 FreeUsed = Callable[[FreeTier, datetime], int]
 # prices a call whose price has a free tier; returns (tier, period time) when its units count
 Pricer = Callable[[Call, FreeUsed], "tuple[FreeTier, datetime] | None"]
@@ -389,7 +411,9 @@ class Ledger:
             logger.warning("upgrading the ledger at %s to schema %s", redacted(self.url), SCHEMA_VERSION)
             tx.run("ALTER TABLE calls ADD COLUMN instance TEXT NOT NULL DEFAULT ''")
             tx.run(f"ALTER TABLE calls ADD COLUMN rank {self.dialect.integer} NOT NULL DEFAULT 0")
-            removed = tx.run("DELETE FROM calls WHERE id NOT IN (SELECT MIN(id) FROM calls GROUP BY trace_id, span_id)")
+            copies = "id NOT IN (SELECT MIN(id) FROM calls GROUP BY trace_id, span_id)"
+            self._uncount_copies(tx, copies, tables)
+            removed = tx.run(f"DELETE FROM calls WHERE {copies}")
             if removed:
                 logger.warning("removed %d duplicate calls recorded by the older aispend", removed)
         for table in ("daily", "durations"):
@@ -400,6 +424,39 @@ class Ledger:
                 tx.run(f"INSERT INTO {table}_v2 (instance, {', '.join(old)}) SELECT '', {', '.join(old)} FROM {table}")
                 tx.run(f"DROP TABLE {table}")
                 tx.run(f"ALTER TABLE {table}_v2 RENAME TO {table}")
+
+    @staticmethod
+    def _uncount_copies(tx: Tx, copies: str, tables: set[str]) -> None:
+        """Take the extra copies of a span an older aispend recorded out of its daily and duration
+        totals too (still keyed without instance here), so the totals the counters are restored
+        from keep matching the calls."""
+        if "daily" in tables:
+            key = ("day", *LABEL_COLUMNS, "status")
+            sums = (
+                "COUNT(*)",
+                *(_sum(c) for c in (*TOKEN_COLUMNS, "requests", "images", "cost_nusd", "1 - priced")),
+                "SUM(duration_s)",
+            )
+            rows = tx.read(
+                f"SELECT {', '.join(key)}, {', '.join(sums)} FROM calls WHERE {copies} GROUP BY {', '.join(key)}"
+            )
+            tx.many(
+                f"UPDATE daily SET {', '.join(f'{c} = {c} - ?' for c in SUM_COLUMNS)} "
+                f"WHERE {' AND '.join(f'{k} = ?' for k in key)}",
+                [(*r[len(key) :], *r[: len(key)]) for r in rows],
+            )
+            tx.run("DELETE FROM daily WHERE calls <= 0")
+        if "durations" in tables:
+            key = ("day", "provider", "model", "operation", "status")
+            buckets: dict[tuple[Any, ...], int] = {}
+            for *labels, seconds in tx.read(f"SELECT {', '.join(key)}, duration_s FROM calls WHERE {copies}"):
+                slot = (*labels, _bucket(float(seconds)))
+                buckets[slot] = buckets.get(slot, 0) + 1
+            tx.many(
+                f"UPDATE durations SET calls = calls - ? WHERE {' AND '.join(f'{k} = ?' for k in (*key, 'bucket'))}",
+                [(n, *slot) for slot, n in sorted(buckets.items())],
+            )
+            tx.run("DELETE FROM durations WHERE calls <= 0")
 
     def _tables_sql(self) -> str:
         raise NotImplementedError
@@ -602,7 +659,7 @@ class Ledger:
 
     def _add_budget_spend(self, tx: Tx, calls: list[Call], windows: Sequence[BudgetWindow]) -> None:
         deltas = []
-        for w in windows:
+        for w in _after_resets(windows, _resets(tx, windows)):
             nano = sum(to_nano(c.cost) for c in calls if c.cost and w.covers(c))
             if nano:
                 deltas.append((w.budget, w.scope_key, w.since_ns, nano, w))
@@ -627,7 +684,8 @@ class Ledger:
     def budget_spend(self, windows: Sequence[BudgetWindow]) -> dict[str, Decimal]:
         """Each window's spend, the same figure on every replica."""
         out: dict[str, Decimal] = {}
-        for w in windows:
+        resets = dict(self._read("SELECT budget, reset_at_ns FROM budget_overrides WHERE reset_at_ns IS NOT NULL"))
+        for w in _after_resets(windows, resets):
             rows = self._read(
                 "SELECT spend_nusd FROM budget_spend WHERE budget = ? AND scope = ? AND since_ns = ?",
                 (w.budget, w.scope_key, w.since_ns),
