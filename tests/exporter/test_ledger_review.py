@@ -161,3 +161,57 @@ def test_upgrading_a_ledger_with_duplicates_takes_them_out_of_the_totals_too(tmp
         assert value(metrics, "aispend_requests_total") == 3
     finally:
         serve.stop()
+
+
+# -- one call, two provider names ------------------------------------------------------------------
+_APP = """
+import sys
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+import openai
+from aispend.instrumentation import AiSpendInstrumentor
+
+grpc, base = sys.argv[1], sys.argv[2]
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=grpc, insecure=True)))
+OpenAIInstrumentor().instrument(tracer_provider=provider)
+AiSpendInstrumentor().instrument(tracer_provider=provider, provider_urls=f"groq={base}")
+client = openai.OpenAI(base_url=base, api_key="gsk-test-000000000000000000000000", max_retries=0)
+for _ in range(3):
+    client.chat.completions.create(model="llama-3.1-8b-instant", messages=[{"role": "user", "content": "hi"}])
+provider.shutdown()
+"""
+
+
+@pytest.mark.integration
+def test_openai_v2_beside_aispend_on_an_openai_compatible_provider_counts_each_call_once(tmp_path):
+    """The OpenAI SDK pointed at Groq, with openai-v2 and aispend both instrumenting it (as the
+    README allows): openai-v2 names every call's provider "openai", aispend names it "groq". They
+    are the same calls (one trace, one response id): each is counted once, as aispend saw it."""
+    import subprocess
+    import sys
+
+    from tests.fakes.providers import FakeProviders
+
+    fake = FakeProviders().start()
+    serve = ServeProcess(tmp_path, "--ledger", f"sqlite:///{tmp_path}/l.sqlite", "--settle-seconds", "1").start()
+    try:
+        script = tmp_path / "app.py"
+        script.write_text(_APP)
+        base = f"{fake.url}/groq/openai/v1"
+        subprocess.run(
+            [sys.executable, str(script), f"127.0.0.1:{serve.ports['otlp_grpc']}", base], check=True, timeout=120
+        )
+        time.sleep(3)  # past the settle delay: openai-v2's spans are decided
+        ledger = open_ledger(f"sqlite:///{tmp_path}/l.sqlite")
+        try:
+            rows = ledger.summary(Filters(), ["provider"])
+        finally:
+            ledger.close()
+        assert {r["provider"]: r["calls"] for r in rows} == {"groq": 3}
+        assert value(scrape(serve.ports["metrics"]), "aispend_requests_total") == 3
+    finally:
+        serve.stop()
+        fake.stop()
