@@ -231,6 +231,16 @@ def free_period(tier: FreeTier, when: datetime) -> str:
     return ""
 
 
+def free_period_end(tier: FreeTier, when: datetime) -> str:
+    """The first UTC day after the free tier's current period ('': no end)."""
+    when = when.astimezone(UTC)
+    if tier.period == "day":
+        return utc_day(int(when.timestamp()) // 86_400 * _DAY_NS + _DAY_NS)
+    if tier.period == "month":
+        return f"{when.year + 1}-01-01" if when.month == 12 else f"{when.year}-{when.month + 1:02d}-01"
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     """Row filters shared by `aispend usage`, GET /v1/usage and GET /v1/calls."""
@@ -847,24 +857,27 @@ class _FreeTiers:
         self._used: dict[tuple[str, str, str], int] = {}
         self._added: dict[tuple[str, str, str], int] = {}
 
-    def lock(self, slots: Iterable[tuple[str, str, str]]) -> None:
+    def lock(self, slots: Iterable[tuple[str, str, str, str]]) -> None:
         for slot in sorted(set(slots)):
-            self._load(slot)
+            self._load(slot[:3], slot[3])
 
-    def _load(self, slot: tuple[str, str, str]) -> int:
+    def _load(self, slot: tuple[str, str, str], until: str) -> int:
         found = self._used.get(slot)
         if found is not None:
             return found
         select = f"SELECT units FROM free_units WHERE provider = ? AND key = ? AND period = ?{self._dialect.for_update}"
         rows = self._tx.read(select, slot)
         if not rows:
+            # the period's first use here: what the daily totals hold for that period (not after it:
+            # a late call of last month must not count this month's units)
             provider, key, period = slot
-            since = " AND day >= ?" if period else ""
+            days = [("day >= ?", period), ("day < ?", until)]
+            clauses = "".join(f" AND {c}" for c, v in days if v)
             self._tx.run(
                 "INSERT INTO free_units (provider, key, period, units) "
-                f"SELECT ?, ?, ?, COALESCE({_sum('requests')}, 0) FROM daily WHERE provider = ? AND key = ?{since} "
+                f"SELECT ?, ?, ?, COALESCE({_sum('requests')}, 0) FROM daily WHERE provider = ? AND key = ?{clauses} "
                 "ON CONFLICT DO NOTHING",
-                (provider, key, period, provider, key, *((period,) if period else ())),
+                (provider, key, period, provider, key, *(v for _, v in days if v)),
             )
             rows = self._tx.read(select, slot)
         self._used[slot] = int(rows[0][0])
@@ -872,7 +885,7 @@ class _FreeTiers:
 
     def used(self, provider: str, key: str, tier: FreeTier, when: datetime) -> int:
         slot = (provider, key, free_period(tier, when))
-        return self._load(slot) + self._added.get(slot, 0)
+        return self._load(slot, free_period_end(tier, when)) + self._added.get(slot, 0)
 
     def add(self, provider: str, key: str, tier: FreeTier, when: datetime, units: int) -> None:
         slot = (provider, key, free_period(tier, when))
@@ -885,13 +898,13 @@ class _FreeTiers:
         )
 
 
-def _free_slots(calls: Iterable[Call], price: Pricer) -> list[tuple[str, str, str]]:
+def _free_slots(calls: Iterable[Call], price: Pricer) -> list[tuple[str, str, str, str]]:
     """The free-tier rows pricing these calls will read (a dry run of the pricing), to lock them first."""
     slots = []
     for c in calls:
 
         def probe(tier: FreeTier, when: datetime, c: Call = c) -> int:
-            slots.append((c.provider, c.key, free_period(tier, when)))
+            slots.append((c.provider, c.key, free_period(tier, when), free_period_end(tier, when)))
             return 0
 
         with suppress(Exception):  # the real pricing will report it

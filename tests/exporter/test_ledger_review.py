@@ -215,3 +215,38 @@ def test_openai_v2_beside_aispend_on_an_openai_compatible_provider_counts_each_c
     finally:
         serve.stop()
         fake.stop()
+
+
+# -- a free tier's first use in a period, after later periods were counted -------------------------
+def test_a_late_call_of_last_month_gets_last_months_free_units(tmp_path):
+    """Brave: 2,000 free requests a month per key. December's 2,000 are used up; then a call made on
+    30 November arrives (a retried export): November's count starts from November's calls only,
+    so it is free. It used to start from every day since 1 November, December's included."""
+    from datetime import UTC, datetime
+
+    from aispend.exporter.config import ExporterConfig
+    from aispend.exporter.metrics import UsageMetrics
+    from aispend.exporter.pipeline import Pipeline
+    from aispend.pricing import PriceEngine
+
+    def search(when: datetime) -> dict:
+        attrs = {
+            "gen_ai.provider.name": "brave",
+            "gen_ai.operation.name": "search",
+            "aispend.service.kind": "search",
+            "aispend.key": "brave-key",
+        }
+        return {**attrs, "start": int(when.timestamp()) * 10**9}
+
+    ledger = open_ledger(f"sqlite:///{tmp_path}/free.sqlite")
+    pipeline = Pipeline(ExporterConfig(), PriceEngine(), ledger, UsageMetrics())
+    december = datetime(2026, 12, 1, 0, 0, 5, tzinfo=UTC)
+    pipeline.export(otlp_request([search(december)] * 2001))  # 2,000 free, one at $0.005
+    pipeline.export(otlp_request([search(datetime(2026, 11, 30, 23, 59, 55, tzinfo=UTC))]))
+    try:
+        by_day = {r["day"]: r for r in ledger.summary(Filters(equals={"provider": "brave"}), ["day"], from_daily=True)}
+        assert ledger.free_units_used("brave", "brave-key", "2026-11-01") == 1
+    finally:
+        ledger.close()
+    assert (by_day["2026-12-01"]["calls"], by_day["2026-12-01"]["cost_nusd"]) == (2001, 5_000_000)
+    assert (by_day["2026-11-30"]["calls"], by_day["2026-11-30"]["cost_nusd"]) == (1, 0)
