@@ -250,3 +250,24 @@ def test_a_late_call_of_last_month_gets_last_months_free_units(tmp_path):
         ledger.close()
     assert (by_day["2026-12-01"]["calls"], by_day["2026-12-01"]["cost_nusd"]) == (2001, 5_000_000)
     assert (by_day["2026-11-30"]["calls"], by_day["2026-11-30"]["cost_nusd"]) == (1, 0)
+
+
+# -- a big export on PostgreSQL ---------------------------------------------------------------------
+@pytest.mark.integration
+def test_a_collector_sized_batch_lands_on_postgresql(tmp_path, postgres):
+    """An OpenTelemetry Collector's batch processor sends up to 8,192 spans per export (its
+    default send_batch_size); every span is its own call here (own trace, own response id). The
+    batch must be recorded, not answered "retry" forever because the identity locks it takes
+    outgrow PostgreSQL's lock table (max_locks_per_transaction x max_connections)."""
+    url = postgres.create_database("big_batch")
+    serve = ServeProcess(tmp_path, "--ledger", url, "--instance-id", "big").start()
+    try:
+        spans = [{**llm("openai", "gpt-4", 150, 75), "gen_ai.response.id": f"chatcmpl-{i}"} for i in range(8192)]
+        export(serve.ports["otlp_grpc"], otlp_request(spans), timeout=120)
+        ledger = open_ledger(url)
+        try:
+            assert ledger.summary(Filters(), [])[0]["calls"] == 8192
+        finally:
+            ledger.close()
+    finally:
+        serve.stop()

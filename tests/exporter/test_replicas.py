@@ -47,6 +47,7 @@ def export_until_acked(ports: list[int], request) -> int:
 class Replicas:
     def __init__(self, tmp, url: str, n: int, *args: str) -> None:
         self.tmp, self.url, self.args = tmp, url, args
+        self.token = "adm" if "--admin-token" in args else None  # an admin token guards reads too
         self.procs = [self._new(i) for i in range(n)]
 
     def _new(self, i: int) -> ServeProcess:
@@ -61,7 +62,7 @@ class Replicas:
         return [p.ports["otlp_grpc"] for p in self.procs]
 
     def metrics_total(self, name: str = "aispend_cost_usd_total", **labels: str) -> float:
-        return sum(value(scrape(p.ports["metrics"]), name, **labels) for p in self.procs)
+        return sum(value(scrape(p.ports["metrics"], token=self.token), name, **labels) for p in self.procs)
 
     def stop(self) -> None:
         for p in self.procs:
@@ -145,7 +146,9 @@ def _ignore_errors(port: int, request) -> None:
 
 
 def budgets_json(port: int) -> dict:
-    return {b["name"]: b for b in json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/budgets"))["budgets"]}
+    # the replicas run with an admin token, which then also guards reads
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/budgets", headers={"Authorization": "Bearer adm"})
+    return {b["name"]: b for b in json.load(urllib.request.urlopen(request))["budgets"]}
 
 
 @pytest.mark.integration
@@ -176,9 +179,9 @@ def test_budgets_and_free_tier_are_one_figure_for_all_replicas(tmp_path, postgre
         assert eventually(lambda: everywhere(18.0825, 15.0), timeout=5)  # within one refresh, on every replica
         for p in replicas.procs:
             assert budgets_json(p.ports["metrics"])["daily"]["exhausted"] is True
-            assert value(scrape(p.ports["metrics"]), "aispend_budget_spend_usd", budget="daily") == pytest.approx(
-                18.0825, abs=1e-9
-            )
+            assert value(
+                scrape(p.ports["metrics"], token="adm"), "aispend_budget_spend_usd", budget="daily"
+            ) == pytest.approx(18.0825, abs=1e-9)
 
         # an override on one replica is every replica's
         request = urllib.request.Request(
