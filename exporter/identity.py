@@ -4,8 +4,10 @@ One call can arrive as several spans: an OTLP retry of the same span; aispend's 
 SDK's native span (the Anthropic SDK's) and other instrumentations' (openai-v2, OpenLLMetry,
 OpenLIT). Two spans are the same call when:
 - they are the same span (trace id + span id): a retry;
-- they share provider and ``gen_ai.response.id``, in one trace or overlapping in time (OpenLLMetry
-  does not make its span current, so the Anthropic SDK's span of the call has a trace of its own);
+- they share ``gen_ai.response.id`` in one trace (whatever provider name each gives: openai-v2
+  names every OpenAI-SDK call "openai", aispend names the host's provider, e.g. "groq");
+- they share provider and ``gen_ai.response.id`` overlapping in time (OpenLLMetry does not make its
+  span current, so the Anthropic SDK's span of the call has a trace of its own);
 - one is the direct parent of the other and both name the same provider (an SDK span around the
   HTTP-level span).
 
@@ -72,10 +74,15 @@ def same_span(a: Known, b: Known) -> bool:
 
 def same_call(a: Known, b: Known) -> str | None:
     """Why ``a`` and ``b`` (two different spans) describe one call, or None."""
+    same_response = bool(a.response_id) and a.response_id == b.response_id
+    if same_response and a.trace_id == b.trace_id:
+        # one trace, one response id: one call, even when the spans name the provider differently
+        # (openai-v2 says "openai" for every OpenAI-SDK call, aispend says "groq" for Groq's)
+        return "same_response_id"
     if a.provider != b.provider:
         return None
     overlapping = a.start_ns <= b.end_ns and b.start_ns <= a.end_ns
-    if a.response_id and a.response_id == b.response_id and (a.trace_id == b.trace_id or overlapping):
+    if same_response and overlapping:
         return "same_response_id"
     if a.trace_id == b.trace_id and (
         (a.parent_span_id and a.parent_span_id == b.span_id) or (b.parent_span_id and b.parent_span_id == a.span_id)

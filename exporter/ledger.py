@@ -33,7 +33,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -256,6 +256,16 @@ def free_period(tier: FreeTier, when: datetime) -> str:
     return ""
 
 
+def free_period_end(tier: FreeTier, when: datetime) -> str:
+    """The first UTC day after the free tier's current period ('': no end)."""
+    when = when.astimezone(UTC)
+    if tier.period == "day":
+        return utc_day(int(when.timestamp()) // 86_400 * _DAY_NS + _DAY_NS)
+    if tier.period == "month":
+        return f"{when.year + 1}-01-01" if when.month == 12 else f"{when.year}-{when.month + 1:02d}-01"
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     """Row filters shared by `aispend usage`, GET /v1/usage and GET /v1/calls."""
@@ -313,6 +323,28 @@ class BudgetWindow:
         return self.since_ns <= call.start_ns < self.until_ns and all(
             getattr(call, label) in values for label, values in self.scope.items()
         )
+
+
+def _resets(tx: Tx, windows: Sequence[BudgetWindow]) -> dict[str, int]:
+    """The budgets' last resets as the ledger holds them now (a replica's cached copy may be older)."""
+    if not windows:
+        return {}
+    clause, params = tx.in_list("budget", sorted({w.budget for w in windows}))
+    return dict(
+        tx.read(f"SELECT budget, reset_at_ns FROM budget_overrides WHERE {clause} AND reset_at_ns IS NOT NULL", params)
+    )
+
+
+def _after_resets(windows: Sequence[BudgetWindow], resets: Mapping[str, int]) -> list[BudgetWindow]:
+    """Each window started after its budget's latest reset in the period: a replica that has not
+    re-read the overrides yet must not add spend to (or read it from) the period before the reset."""
+    out = []
+    for w in windows:
+        reset = resets.get(w.budget)
+        if reset is not None and w.since_ns <= reset < w.until_ns:
+            w = replace(w, since_ns=int(reset) + 1)  # calls that started after the reset, as BudgetTracker
+        out.append(w)
+    return out
 
 
 FreeUsed = Callable[[FreeTier, datetime], int]
@@ -421,7 +453,9 @@ class Ledger:
             self._note_unowned(tx)
             tx.run("ALTER TABLE calls ADD COLUMN instance TEXT NOT NULL DEFAULT ''")
             tx.run(f"ALTER TABLE calls ADD COLUMN rank {self.dialect.integer} NOT NULL DEFAULT 0")
-            removed = tx.run("DELETE FROM calls WHERE id NOT IN (SELECT MIN(id) FROM calls GROUP BY trace_id, span_id)")
+            copies = "id NOT IN (SELECT MIN(id) FROM calls GROUP BY trace_id, span_id)"
+            self._uncount_copies(tx, copies, tables)
+            removed = tx.run(f"DELETE FROM calls WHERE {copies}")
             if removed:
                 logger.warning("removed %d duplicate calls recorded by the older aispend", removed)
         for table in ("daily", "durations"):
@@ -433,6 +467,39 @@ class Ledger:
                 tx.run(f"INSERT INTO {table}_v2 (instance, {', '.join(old)}) SELECT '', {', '.join(old)} FROM {table}")
                 tx.run(f"DROP TABLE {table}")
                 tx.run(f"ALTER TABLE {table}_v2 RENAME TO {table}")
+
+    @staticmethod
+    def _uncount_copies(tx: Tx, copies: str, tables: set[str]) -> None:
+        """Take the extra copies of a span an older aispend recorded out of its daily and duration
+        totals too (still keyed without instance here), so the totals the counters are restored
+        from keep matching the calls."""
+        if "daily" in tables:
+            key = ("day", *LABEL_COLUMNS, "status")
+            sums = (
+                "COUNT(*)",
+                *(_sum(c) for c in (*TOKEN_COLUMNS, "requests", "images", "cost_nusd", "1 - priced")),
+                "SUM(duration_s)",
+            )
+            rows = tx.read(
+                f"SELECT {', '.join(key)}, {', '.join(sums)} FROM calls WHERE {copies} GROUP BY {', '.join(key)}"
+            )
+            tx.many(
+                f"UPDATE daily SET {', '.join(f'{c} = {c} - ?' for c in SUM_COLUMNS)} "
+                f"WHERE {' AND '.join(f'{k} = ?' for k in key)}",
+                [(*r[len(key) :], *r[: len(key)]) for r in rows],
+            )
+            tx.run("DELETE FROM daily WHERE calls <= 0")
+        if "durations" in tables:
+            key = ("day", "provider", "model", "operation", "status")
+            buckets: dict[tuple[Any, ...], int] = {}
+            for *labels, seconds in tx.read(f"SELECT {', '.join(key)}, duration_s FROM calls WHERE {copies}"):
+                slot = (*labels, _bucket(float(seconds)))
+                buckets[slot] = buckets.get(slot, 0) + 1
+            tx.many(
+                f"UPDATE durations SET calls = calls - ? WHERE {' AND '.join(f'{k} = ?' for k in (*key, 'bucket'))}",
+                [(n, *slot) for slot, n in sorted(buckets.items())],
+            )
+            tx.run("DELETE FROM durations WHERE calls <= 0")
 
     def _tables_sql(self) -> str:
         raise NotImplementedError
@@ -644,7 +711,7 @@ class Ledger:
 
     def _add_budget_spend(self, tx: Tx, calls: list[Call], windows: Sequence[BudgetWindow]) -> None:
         deltas = []
-        for w in windows:
+        for w in _after_resets(windows, _resets(tx, windows)):
             nano = sum(to_nano(c.cost) for c in calls if c.cost and w.covers(c))
             if nano:
                 deltas.append((w.budget, w.scope_key, w.since_ns, nano, w))
@@ -669,7 +736,8 @@ class Ledger:
     def budget_spend(self, windows: Sequence[BudgetWindow]) -> dict[str, Decimal]:
         """Each window's spend, the same figure on every replica."""
         out: dict[str, Decimal] = {}
-        for w in windows:
+        resets = dict(self._read("SELECT budget, reset_at_ns FROM budget_overrides WHERE reset_at_ns IS NOT NULL"))
+        for w in _after_resets(windows, resets):
             rows = self._read(
                 "SELECT spend_nusd FROM budget_spend WHERE budget = ? AND scope = ? AND since_ns = ?",
                 (w.budget, w.scope_key, w.since_ns),
@@ -852,24 +920,27 @@ class _FreeTiers:
         self._used: dict[tuple[str, str, str], int] = {}
         self._added: dict[tuple[str, str, str], int] = {}
 
-    def lock(self, slots: Iterable[tuple[str, str, str]]) -> None:
+    def lock(self, slots: Iterable[tuple[str, str, str, str]]) -> None:
         for slot in sorted(set(slots)):
-            self._load(slot)
+            self._load(slot[:3], slot[3])
 
-    def _load(self, slot: tuple[str, str, str]) -> int:
+    def _load(self, slot: tuple[str, str, str], until: str) -> int:
         found = self._used.get(slot)
         if found is not None:
             return found
         select = f"SELECT units FROM free_units WHERE provider = ? AND key = ? AND period = ?{self._dialect.for_update}"
         rows = self._tx.read(select, slot)
         if not rows:
+            # the period's first use here: what the daily totals hold for that period (not after it:
+            # a late call of last month must not count this month's units)
             provider, key, period = slot
-            since = " AND day >= ?" if period else ""
+            days = [("day >= ?", period), ("day < ?", until)]
+            clauses = "".join(f" AND {c}" for c, v in days if v)
             self._tx.run(
                 "INSERT INTO free_units (provider, key, period, units) "
-                f"SELECT ?, ?, ?, COALESCE({_sum('requests')}, 0) FROM daily WHERE provider = ? AND key = ?{since} "
+                f"SELECT ?, ?, ?, COALESCE({_sum('requests')}, 0) FROM daily WHERE provider = ? AND key = ?{clauses} "
                 "ON CONFLICT DO NOTHING",
-                (provider, key, period, provider, key, *((period,) if period else ())),
+                (provider, key, period, provider, key, *(v for _, v in days if v)),
             )
             rows = self._tx.read(select, slot)
         self._used[slot] = int(rows[0][0])
@@ -877,7 +948,7 @@ class _FreeTiers:
 
     def used(self, provider: str, key: str, tier: FreeTier, when: datetime) -> int:
         slot = (provider, key, free_period(tier, when))
-        return self._load(slot) + self._added.get(slot, 0)
+        return self._load(slot, free_period_end(tier, when)) + self._added.get(slot, 0)
 
     def add(self, provider: str, key: str, tier: FreeTier, when: datetime, units: int) -> None:
         slot = (provider, key, free_period(tier, when))
@@ -890,13 +961,13 @@ class _FreeTiers:
         )
 
 
-def _free_slots(calls: Iterable[Call], price: Pricer) -> list[tuple[str, str, str]]:
+def _free_slots(calls: Iterable[Call], price: Pricer) -> list[tuple[str, str, str, str]]:
     """The free-tier rows pricing these calls will read (a dry run of the pricing), to lock them first."""
     slots = []
     for c in calls:
 
         def probe(tier: FreeTier, when: datetime, c: Call = c) -> int:
-            slots.append((c.provider, c.key, free_period(tier, when)))
+            slots.append((c.provider, c.key, free_period(tier, when), free_period_end(tier, when)))
             return 0
 
         with suppress(Exception):  # the real pricing will report it

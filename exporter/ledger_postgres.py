@@ -2,7 +2,8 @@
 
 Install with ``pip install 'aispend[postgres]'`` and pass ``--ledger postgresql://user:pw@host/db``.
 Several replicas share one database: each transaction first takes PostgreSQL advisory locks on
-its spans' identity keys (sorted, so never a deadlock), then decides. One connection per process,
+its spans' identity keys (bucketed for big batches, sorted, so never a deadlock; see ``_lock_plan``),
+then decides. One connection per process,
 used under the ledger's lock (the pipeline writes one batch at a time anyway). A
 connection that breaks is replaced on the next use; until then writes raise ``LedgerError`` and
 the receivers answer with a retryable status, so nothing is lost while the database is away.
@@ -97,7 +98,6 @@ class PostgresLedger(Ledger):
 
     @contextmanager
     def transaction(self, keys: Sequence[str] = ()) -> Iterator[Tx]:
-        ids = sorted({lock_id(k) for k in keys or ["schema"]})  # one order everywhere: no deadlock
         try:
             with self._lock:
                 for retry in (False, True):
@@ -106,7 +106,9 @@ class PostgresLedger(Ledger):
                     try:  # a connection the server dropped is found dead here, before any work: reconnect once
                         stack.enter_context(conn.transaction())
                         cur = stack.enter_context(conn.cursor())
-                        cur.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (ids,))
+                        for statement, locks in zip(_LOCKS, _lock_plan(keys or ["schema"]), strict=True):
+                            if locks:
+                                cur.execute(statement, (locks,))
                     except psycopg.Error:
                         stack.close()
                         if retry or not conn.broken:
@@ -143,6 +145,33 @@ class PostgresLedger(Ledger):
                             f"ledger query on {redacted(self.url)} failed: {_reason(exc, self.url)}"
                         ) from exc
         raise AssertionError("unreachable")
+
+
+# Advisory locks live in PostgreSQL's shared lock table (max_locks_per_transaction x max_connections:
+# 6,400 by default, for every session at once), so a transaction may not take one per key of a big
+# batch (a Collector sends 8,192 spans: 16,384 keys, "out of shared memory", retried for ever). Keys
+# fall into _BUCKETS buckets: a small batch takes its buckets shared and its keys exclusive, a big one
+# (more than _EXACT_KEYS keys) takes its buckets exclusive. Any two transactions with a key in
+# common still exclude each other; a transaction holds at most _EXACT_KEYS + _BUCKETS locks.
+# Buckets are taken before keys, each in ascending order, so there is no deadlock. Bucket locks use
+# the two-int key space, which does not overlap the bigint one.
+_BUCKETS = 256
+_EXACT_KEYS = 1024
+_BUCKET_CLASS = 0x61697370  # "aisp"
+_LOCKS = (  # run in this order: buckets shared, buckets exclusive, keys
+    f"SELECT pg_advisory_xact_lock_shared({_BUCKET_CLASS}, b) FROM unnest(%s::int[]) AS b",
+    f"SELECT pg_advisory_xact_lock({_BUCKET_CLASS}, b) FROM unnest(%s::int[]) AS b",
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
+)
+
+
+def _lock_plan(keys: Sequence[str]) -> tuple[list[int], list[int], list[int]]:
+    """(buckets to lock shared, buckets to lock exclusive, keys to lock exclusive), each sorted."""
+    ids = sorted({lock_id(k) for k in keys})
+    buckets = sorted({i % _BUCKETS for i in ids})
+    if len(ids) <= _EXACT_KEYS:
+        return buckets, [], ids
+    return [], buckets, []
 
 
 def _reason(exc: BaseException, url: str) -> str:

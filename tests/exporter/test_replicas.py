@@ -146,6 +146,7 @@ def _ignore_errors(port: int, request) -> None:
 
 
 def budgets_json(port: int) -> dict:
+    # the replicas run with an admin token, which then also guards reads
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/budgets", headers={"Authorization": "Bearer adm"})
     return {b["name"]: b for b in json.load(urllib.request.urlopen(request))["budgets"]}
 
