@@ -483,8 +483,9 @@ class Ledger:
             rows = tx.read(
                 f"SELECT {', '.join(key)}, {', '.join(sums)} FROM calls WHERE {copies} GROUP BY {', '.join(key)}"
             )
+            taken = ("calls", *TOKEN_COLUMNS, "requests", "images", "cost_nusd", "unpriced", "duration_s")
             tx.many(
-                f"UPDATE daily SET {', '.join(f'{c} = {c} - ?' for c in SUM_COLUMNS)} "
+                f"UPDATE daily SET {', '.join(f'{c} = {c} - ?' for c in taken)} "
                 f"WHERE {' AND '.join(f'{k} = ?' for k in key)}",
                 [(*r[len(key) :], *r[: len(key)]) for r in rows],
             )

@@ -207,7 +207,16 @@ def test_a_ledger_from_before_instances_is_upgraded_and_adopted_once(tmp_path):
             f"INSERT INTO calls ({', '.join(calls)}) VALUES ({', '.join('?' * len(calls))})", [row[c] for c in calls]
         )
     daily = dict.fromkeys(key + sums, 0)
-    daily.update({k: row[k] for k in key}, calls=1, input_tokens=150, output_tokens=75, requests=1, cost_nusd=9_000_000)
+    # the old daily totals counted both copies
+    daily.update(
+        {k: row[k] for k in key},
+        calls=2,
+        input_tokens=300,
+        output_tokens=150,
+        requests=2,
+        cost_nusd=18_000_000,
+        duration_s=1.0,
+    )
     conn.execute(f"INSERT INTO daily VALUES ({', '.join('?' * len(key + sums))})", [daily[c] for c in key + sums])
     conn.commit()
     conn.close()
@@ -215,7 +224,8 @@ def test_a_ledger_from_before_instances_is_upgraded_and_adopted_once(tmp_path):
     pipeline, metrics, ledger = pipeline_on(f"sqlite:///{path}")
     pipeline.restore()
     assert sum(metrics.cost.values()) == Decimal("0.009") and sum(metrics.requests.values()) == 1
-    assert len(ledger.calls(Filters())) == 1  # one copy kept
+    assert len(ledger.calls(Filters())) == 1  # one copy kept, and taken out of the daily totals
+    assert ledger.summary(Filters(), [], from_daily=True)[0]["cost_nusd"] == 9_000_000
     retry = {
         "trace_id": bytes.fromhex("ab" * 16),
         "span_id": bytes.fromhex("cd" * 8),
