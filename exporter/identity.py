@@ -62,6 +62,11 @@ def known(call: Call, counted: bool) -> Known:
     )
 
 
+def counted(k: Known) -> Known:
+    """The same span, counted."""
+    return Known(k.trace_id, k.span_id, k.parent_span_id, k.provider, k.response_id, k.start_ns, k.end_ns, k.rank, True)
+
+
 def end_ns(call: Call) -> int:
     return call.start_ns + int(call.duration_s * 1e9)
 

@@ -484,7 +484,7 @@ class Ledger:
                         drop.append(k)
                         held.remove(k)
                     outcome.duplicate("superseded", len(others))
-                    held.add(identity.known(call, counted=True))
+                    held.add(identity.counted(me))
                 else:
                     pend.append(call)
                     held.add(me)
@@ -556,6 +556,9 @@ class Ledger:
         traces = sorted({c.trace_id.hex() for c in calls})
         responses = sorted({c.response_id for c in calls if c.response_id})
         found: dict[tuple[str, str, bool], identity.Known] = {}
+        # Under the batch's locks every pending span of these calls is already visible: when none
+        # waits at all (no other instrumentation's spans), the pending lookups can find nothing.
+        waiting = bool(tx.read("SELECT 1 FROM pending LIMIT 1"))
         sources = (
             (
                 "SELECT trace_id, span_id, parent_span_id, provider, response_id, ts_ns, "
@@ -567,7 +570,7 @@ class Ledger:
                 False,
             ),
         )
-        for select, counted in sources:
+        for select, counted in sources if waiting else sources[:1]:
             for column, values, extra in (
                 ("trace_id", traces, ""),
                 ("response_id", responses, " AND response_id <> ''"),

@@ -107,6 +107,10 @@ class PostgresLedger(Ledger):
                         stack.enter_context(conn.transaction())
                         cur = stack.enter_context(conn.cursor())
                         cur.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (ids,))
+                        # Every statement of a write finds its rows by key. A ledger the server has not
+                        # analysed yet (new, or just filled) would have its lookups of a batch's
+                        # hundreds of ids planned as scans of the whole calls table, growing with it.
+                        cur.execute("SET LOCAL enable_seqscan = off")
                     except psycopg.Error:
                         stack.close()
                         if retry or not conn.broken:
