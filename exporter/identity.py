@@ -134,6 +134,15 @@ class KnownSet:
         return iter(list(self._spans.values()))
 
 
+def independent(calls: list[Call]) -> bool:
+    """No two of ``calls`` can be the same call (``same_call``, ``same_span``): their traces differ,
+    and so do their provider + response ids."""
+    if len({c.trace_id for c in calls}) != len(calls):
+        return False
+    responses = [(c.provider, c.response_id) for c in calls if c.response_id]
+    return len(set(responses)) == len(responses)
+
+
 def best(group: list[Known]) -> Known:
     """The span that counts for a call: lowest rank, then innermost, then the first received."""
     parents = {(k.trace_id, k.parent_span_id) for k in group if k.parent_span_id}

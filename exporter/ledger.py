@@ -464,11 +464,18 @@ class Ledger:
         if not calls:
             return outcome
         with self.transaction(lock_keys(calls)) as tx:
-            held = identity.KnownSet(self._known(tx, calls))
+            stored = self._known(tx, calls)
+            held = identity.KnownSet(stored)
             count: list[Call] = []
             pend: list[Call] = []
             drop: list[identity.Known] = []  # pending spans a better one replaced
-            for call in identity.batch_order(list(calls)):
+            ordered = identity.batch_order(list(calls))
+            # the common batch: nothing stored can be its calls and no two of its spans can be one call
+            alone = not stored and identity.independent(ordered)
+            for call in ordered:
+                if alone:
+                    (count if acc.settle_ns <= 0 or identity.rank(call) == identity.AISPEND else pend).append(call)
+                    continue
                 me = identity.known(call, counted=False)
                 if held.has_span(me):
                     outcome.duplicate("retry")
