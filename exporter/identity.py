@@ -64,6 +64,11 @@ def known(call: Call, counted: bool) -> Known:
     )
 
 
+def counted(k: Known) -> Known:
+    """The same span, counted."""
+    return Known(k.trace_id, k.span_id, k.parent_span_id, k.provider, k.response_id, k.start_ns, k.end_ns, k.rank, True)
+
+
 def end_ns(call: Call) -> int:
     return call.start_ns + int(call.duration_s * 1e9)
 
@@ -134,6 +139,15 @@ class KnownSet:
 
     def __iter__(self) -> Iterator[Known]:
         return iter(list(self._spans.values()))
+
+
+def independent(calls: list[Call]) -> bool:
+    """No two of ``calls`` can be the same call (``same_call``, ``same_span``): their traces differ,
+    and so do their provider + response ids."""
+    if len({c.trace_id for c in calls}) != len(calls):
+        return False
+    responses = [(c.provider, c.response_id) for c in calls if c.response_id]
+    return len(set(responses)) == len(responses)
 
 
 def best(group: list[Known]) -> Known:

@@ -542,11 +542,18 @@ class Ledger:
         if not calls:
             return outcome
         with self.transaction(lock_keys(calls)) as tx:
-            held = identity.KnownSet(self._known(tx, calls))
+            stored = self._known(tx, calls)
+            held = identity.KnownSet(stored)
             count: list[Call] = []
             pend: list[Call] = []
             drop: list[identity.Known] = []  # pending spans a better one replaced
-            for call in identity.batch_order(list(calls)):
+            ordered = identity.batch_order(list(calls))
+            # the common batch: nothing stored can be its calls and no two of its spans can be one call
+            alone = not stored and identity.independent(ordered)
+            for call in ordered:
+                if alone:
+                    (count if acc.settle_ns <= 0 or identity.rank(call) == identity.AISPEND else pend).append(call)
+                    continue
                 me = identity.known(call, counted=False)
                 if held.has_span(me):
                     outcome.duplicate("retry")
@@ -562,7 +569,7 @@ class Ledger:
                         drop.append(k)
                         held.remove(k)
                     outcome.duplicate("superseded", len(others))
-                    held.add(identity.known(call, counted=True))
+                    held.add(identity.counted(me))
                 else:
                     pend.append(call)
                     held.add(me)
@@ -634,6 +641,9 @@ class Ledger:
         traces = sorted({c.trace_id.hex() for c in calls})
         responses = sorted({c.response_id for c in calls if c.response_id})
         found: dict[tuple[str, str, bool], identity.Known] = {}
+        # Under the batch's locks every pending span of these calls is already visible: when none
+        # waits at all (no other instrumentation's spans), the pending lookups can find nothing.
+        waiting = bool(tx.read("SELECT 1 FROM pending LIMIT 1"))
         sources = (
             (
                 "SELECT trace_id, span_id, parent_span_id, provider, response_id, ts_ns, "
@@ -645,7 +655,7 @@ class Ledger:
                 False,
             ),
         )
-        for select, counted in sources:
+        for select, counted in sources if waiting else sources[:1]:
             for column, values, extra in (
                 ("trace_id", traces, ""),
                 ("response_id", responses, " AND response_id <> ''"),

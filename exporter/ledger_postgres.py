@@ -109,6 +109,10 @@ class PostgresLedger(Ledger):
                         for statement, locks in zip(_LOCKS, _lock_plan(keys or ["schema"]), strict=True):
                             if locks:
                                 cur.execute(statement, (locks,))
+                        # Every statement of a write finds its rows by key. A ledger the server has not
+                        # analysed yet (new, or just filled) would have its lookups of a batch's
+                        # hundreds of ids planned as scans of the whole calls table, growing with it.
+                        cur.execute("SET LOCAL enable_seqscan = off")
                     except psycopg.Error:
                         stack.close()
                         if retry or not conn.broken:
