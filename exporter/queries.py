@@ -214,6 +214,7 @@ class ClosedDays:
         self._entries: OrderedDict[tuple[Any, ...], dict[tuple[Any, ...], tuple[int, ...]]] = OrderedDict()
         self._seen: int | None = None
         self._lock = threading.Lock()
+        self._running: dict[tuple[Any, ...], threading.Event] = {}  # shapes being read now
 
     def _invalidate(self, ledger: Ledger) -> None:
         if self._seen is None:
@@ -232,22 +233,33 @@ class ClosedDays:
         """The daily totals' sums over whole days from ``filters.since_ns`` to ``until_ns``."""
         since = utc_day(filters.since_ns) if filters.since_ns is not None else ""
         key = (since, utc_day(until_ns), tuple(group_by), tuple(sorted((filters.equals or {}).items())))
-        with self._lock:
-            self._invalidate(ledger)
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                return found
-        piece = replace(filters, until_ns=until_ns)
-        found = {
-            tuple(row[c] for c in group_by): tuple(int(row[c] or 0) for c in _SUMS)
-            for row in ledger.summary(piece, group_by, from_daily=True)
-        }
-        if len(found) <= self.MAX_GROUPS:
+        while True:
             with self._lock:
-                self._entries[key] = found
-                while len(self._entries) > self.MAX_ENTRIES:
-                    self._entries.popitem(last=False)
+                self._invalidate(ledger)
+                found = self._entries.get(key)
+                if found is not None:
+                    self._entries.move_to_end(key)
+                    return found
+                running = self._running.get(key)
+                if running is None:  # this thread reads it; others asking meanwhile wait for it
+                    running = self._running[key] = threading.Event()
+                    break
+            running.wait()  # (the start-up warm-up reading the same shape: read once, not twice)
+        try:
+            piece = replace(filters, until_ns=until_ns)
+            found = {
+                tuple(row[c] for c in group_by): tuple(int(row[c] or 0) for c in _SUMS)
+                for row in ledger.summary(piece, group_by, from_daily=True)
+            }
+            with self._lock:
+                if len(found) <= self.MAX_GROUPS:
+                    self._entries[key] = found
+                    while len(self._entries) > self.MAX_ENTRIES:
+                        self._entries.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._running[key]
+            running.set()
         return found
 
 
