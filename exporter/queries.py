@@ -513,6 +513,15 @@ def _hourly(ledger: Ledger, filters: Filters) -> dict[int, dict[str, int]]:
     return out
 
 
+_FEW_VALUES = tuple(c for c in FILTER_COLUMNS if c not in ("customer", "key"))
+
+
+def label_sums(ledger: Ledger) -> dict[tuple[Any, ...], dict[str, int]]:
+    """The label combinations of the filters with few values (closed days from the ClosedDays
+    cache, the rest live); the console's warm-up reads it without filling the labels cache."""
+    return sums(ledger, Filters(), _FEW_VALUES)
+
+
 _labels_cache: weakref.WeakKeyDictionary[Ledger, tuple[float, int, dict[str, list[str]]]] = weakref.WeakKeyDictionary()
 LABELS_TTL_S = 30.0
 
@@ -526,9 +535,8 @@ def labels(ledger: Ledger, raw: Mapping[str, Any]) -> dict[str, list[str]]:
     cached = _labels_cache.get(ledger)
     if cached is not None and cached[0] > time.monotonic() and cached[1] == limit:
         return cached[2]
-    few = [c for c in FILTER_COLUMNS if c not in ("customer", "key")]
-    combos = sums(ledger, Filters(), few)  # closed days from the ClosedDays cache, the rest live
-    out = {c: sorted({key[i] for key in combos})[:limit] for i, c in enumerate(few)}
+    combos = label_sums(ledger)
+    out = {c: sorted({key[i] for key in combos})[:limit] for i, c in enumerate(_FEW_VALUES)}
     for column in ("customer", "key"):  # many values: the daily_customer / daily_key indexes, in order
         rows = ledger._read(f"SELECT DISTINCT {column} FROM daily ORDER BY {column} LIMIT ?", (limit,))
         out[column] = [r[0] for r in rows]
