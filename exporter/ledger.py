@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 from aispend.exporter import identity
 from aispend.exporter.ledger_health import BUSY_TIMEOUT_S, FileIdentity, describe, unwritable
+from aispend.exporter.ledger_readers import PoolClosed, ReadPool
 from aispend.exporter.metrics import BUCKETS
 from aispend.exporter.normalise import Call
 from aispend.pricing import FreeTier
@@ -410,7 +411,8 @@ class Ledger:
     url: str = ""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the write connection's
+        self._readers: ReadPool | None = None  # reads' own connections (None: reads share the write one)
         d = self.dialect
         self._insert_call = d.insert("calls", CALL_COLUMNS)
         self._insert_pending = d.insert("pending", PENDING_COLUMNS)
@@ -424,6 +426,8 @@ class Ledger:
         return None
 
     def close(self) -> None:
+        if self._readers is not None:
+            self._readers.close()
         with self._lock:
             self._conn.close()
 
@@ -437,6 +441,7 @@ class Ledger:
         raise NotImplementedError
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """One read of committed data, on a read connection: it neither waits for a write nor holds one up."""
         raise NotImplementedError
 
     def _migrate(self, tx: Tx) -> None:
@@ -1113,9 +1118,13 @@ class _SQLiteTx:
 
 class SQLiteLedger(Ledger):
     """One process's ledger. ``writer=True`` (``aispend serve``) takes the file for itself: a
-    second process on the same file is refused (replicas share PostgreSQL instead)."""
+    second process on the same file is refused (replicas share PostgreSQL instead). Reads use
+    READERS connections of their own (WAL: they see every commit and never wait for a write),
+    opened with the write connection, so they are on the file whose identity is checked; a
+    ledger in memory is one connection, reads included."""
 
     dialect = SQLITE
+    READERS = 4
 
     def __init__(self, path: str, writer: bool = False, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         super().__init__()
@@ -1135,7 +1144,12 @@ class SQLiteLedger(Ledger):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._create()
+            if path != ":memory:":
+                self._readers = ReadPool(lambda: self._read_connection(path, busy_timeout), self.READERS)
+                self._readers.open(self.READERS)
         except (sqlite3.Error, LedgerError) as exc:
+            if self._readers is not None:
+                self._readers.close()
             if self._owner is not None:
                 self._owner.close()
             reason = describe(exc.__cause__ or exc) if isinstance(exc, LedgerError) else describe(exc)
@@ -1143,6 +1157,12 @@ class SQLiteLedger(Ledger):
             raise ValueError(f"cannot open the SQLite ledger {where}: {reason}") from None
         if path != ":memory:":
             self.identity = FileIdentity(path)
+
+    @staticmethod
+    def _read_connection(path: str, busy_timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
+        conn.execute("PRAGMA query_only=ON")  # a read connection never writes, whatever it is given
+        return conn
 
     def close(self) -> None:
         super().close()
@@ -1190,9 +1210,12 @@ class SQLiteLedger(Ledger):
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         try:
-            with self._lock:
-                return self._conn.execute(sql, tuple(params)).fetchall()
-        except sqlite3.Error as exc:
+            if self._readers is None:
+                with self._lock:
+                    return self._conn.execute(sql, tuple(params)).fetchall()
+            with self._readers.connection() as conn:
+                return conn.execute(sql, tuple(params)).fetchall()
+        except (sqlite3.Error, PoolClosed) as exc:
             raise LedgerError(f"ledger read failed: {describe(exc)}") from exc
 
 

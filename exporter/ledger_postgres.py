@@ -3,8 +3,9 @@
 Install with ``pip install 'aispend[postgres]'`` and pass ``--ledger postgresql://user:pw@host/db``.
 Several replicas share one database: each transaction first takes PostgreSQL advisory locks on
 its spans' identity keys (bucketed for big batches, sorted, so never a deadlock; see ``_lock_plan``),
-then decides. One connection per process,
-used under the ledger's lock (the pipeline writes one batch at a time anyway). A
+then decides. One write connection per process, used under the ledger's lock (the pipeline writes
+one batch at a time anyway); reads have a small pool of their own (``ledger_readers``), so a slow
+console read never holds up a write. A
 connection that breaks is replaced on the next use; until then writes raise ``LedgerError`` and
 the receivers answer with a retryable status, so nothing is lost while the database is away.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aispend.exporter.ledger import POSTGRES, Ledger, LedgerError, Tx, lock_id, redacted
+from aispend.exporter.ledger_readers import PoolClosed, ReadPool
 
 try:
     import psycopg
@@ -62,6 +64,7 @@ class _PostgresTx:
 
 class PostgresLedger(Ledger):
     dialect = POSTGRES
+    READERS = 4  # read connections, opened when first needed
 
     def __init__(self, url: str, connect_timeout: float = 10.0) -> None:
         if psycopg is None:
@@ -74,6 +77,7 @@ class PostgresLedger(Ledger):
             self._create()  # under the "schema" lock: replicas starting together take turns
         except (psycopg.Error, LedgerError) as exc:
             raise ValueError(f"cannot open the PostgreSQL ledger at {redacted(url)}: {_reason(exc, url)}") from None
+        self._readers = ReadPool(self._connect, self.READERS, usable=lambda c: not (c.closed or c.broken))
 
     def _connect(self) -> Any:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout)))
@@ -128,13 +132,28 @@ class PostgresLedger(Ledger):
         return self._statement(sql, params)[0]
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._statement(sql, params, fetch=True)[1]
+        """On a read connection; one the server dropped is found dead when used: the read then runs
+        once more on a new connection (the pool's other idle ones are dropped too: they went with it)."""
+        assert self._readers is not None
+        values = tuple(params)
+        for retry in (False, True):
+            conn = None
+            try:
+                with self._readers.connection() as conn:
+                    return conn.execute(_sql(sql), values).fetchall()
+            except psycopg.Error as exc:
+                if retry or conn is None or not conn.broken:
+                    raise LedgerError(f"ledger query on {redacted(self.url)} failed: {_reason(exc, self.url)}") from exc
+                self._readers.discard_idle()
+            except PoolClosed as exc:
+                raise LedgerError(f"ledger query on {redacted(self.url)} failed: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def _statement(self, sql: str, params: Iterable[Any], fetch: bool = False) -> tuple[int, list[tuple[Any, ...]]]:
-        """One statement (autocommit). A connection the server dropped (a restart, an idle timeout)
-        is only found dead when used: the statement then runs once more on a new connection, so
-        e.g. a budget read after a database restart is not taken for an outage. Every
-        statement run this way (reads, the prune, the budget-override upsert) can safely run twice."""
+        """One statement (autocommit) on the write connection. A connection the server dropped (a
+        restart, an idle timeout) is only found dead when used: the statement then runs once more on
+        a new connection. Every statement run this way (the prune, the budget-override upsert) can
+        safely run twice."""
         values = tuple(params)
         with self._lock:
             for retry in (False, True):

@@ -214,6 +214,7 @@ class ClosedDays:
         self._entries: OrderedDict[tuple[Any, ...], dict[tuple[Any, ...], tuple[int, ...]]] = OrderedDict()
         self._seen: int | None = None
         self._lock = threading.Lock()
+        self._running: dict[tuple[Any, ...], threading.Event] = {}  # shapes being read now
 
     def _invalidate(self, ledger: Ledger) -> None:
         if self._seen is None:
@@ -232,22 +233,33 @@ class ClosedDays:
         """The daily totals' sums over whole days from ``filters.since_ns`` to ``until_ns``."""
         since = utc_day(filters.since_ns) if filters.since_ns is not None else ""
         key = (since, utc_day(until_ns), tuple(group_by), tuple(sorted((filters.equals or {}).items())))
-        with self._lock:
-            self._invalidate(ledger)
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                return found
-        piece = replace(filters, until_ns=until_ns)
-        found = {
-            tuple(row[c] for c in group_by): tuple(int(row[c] or 0) for c in _SUMS)
-            for row in ledger.summary(piece, group_by, from_daily=True)
-        }
-        if len(found) <= self.MAX_GROUPS:
+        while True:
             with self._lock:
-                self._entries[key] = found
-                while len(self._entries) > self.MAX_ENTRIES:
-                    self._entries.popitem(last=False)
+                self._invalidate(ledger)
+                found = self._entries.get(key)
+                if found is not None:
+                    self._entries.move_to_end(key)
+                    return found
+                running = self._running.get(key)
+                if running is None:  # this thread reads it; others asking meanwhile wait for it
+                    running = self._running[key] = threading.Event()
+                    break
+            running.wait()  # (the start-up warm-up reading the same shape: read once, not twice)
+        try:
+            piece = replace(filters, until_ns=until_ns)
+            found = {
+                tuple(row[c] for c in group_by): tuple(int(row[c] or 0) for c in _SUMS)
+                for row in ledger.summary(piece, group_by, from_daily=True)
+            }
+            with self._lock:
+                if len(found) <= self.MAX_GROUPS:
+                    self._entries[key] = found
+                    while len(self._entries) > self.MAX_ENTRIES:
+                        self._entries.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._running[key]
+            running.set()
         return found
 
 
@@ -501,6 +513,15 @@ def _hourly(ledger: Ledger, filters: Filters) -> dict[int, dict[str, int]]:
     return out
 
 
+_FEW_VALUES = tuple(c for c in FILTER_COLUMNS if c not in ("customer", "key"))
+
+
+def label_sums(ledger: Ledger) -> dict[tuple[Any, ...], dict[str, int]]:
+    """The label combinations of the filters with few values (closed days from the ClosedDays
+    cache, the rest live); the console's warm-up reads it without filling the labels cache."""
+    return sums(ledger, Filters(), _FEW_VALUES)
+
+
 _labels_cache: weakref.WeakKeyDictionary[Ledger, tuple[float, int, dict[str, list[str]]]] = weakref.WeakKeyDictionary()
 LABELS_TTL_S = 30.0
 
@@ -514,9 +535,8 @@ def labels(ledger: Ledger, raw: Mapping[str, Any]) -> dict[str, list[str]]:
     cached = _labels_cache.get(ledger)
     if cached is not None and cached[0] > time.monotonic() and cached[1] == limit:
         return cached[2]
-    few = [c for c in FILTER_COLUMNS if c not in ("customer", "key")]
-    combos = sums(ledger, Filters(), few)  # closed days from the ClosedDays cache, the rest live
-    out = {c: sorted({key[i] for key in combos})[:limit] for i, c in enumerate(few)}
+    combos = label_sums(ledger)
+    out = {c: sorted({key[i] for key in combos})[:limit] for i, c in enumerate(_FEW_VALUES)}
     for column in ("customer", "key"):  # many values: the daily_customer / daily_key indexes, in order
         rows = ledger._read(f"SELECT DISTINCT {column} FROM daily ORDER BY {column} LIMIT ?", (limit,))
         out[column] = [r[0] for r in rows]

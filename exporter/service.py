@@ -16,13 +16,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from aispend.exporter import price_sources, queries
+from aispend.exporter import console_warmup, price_sources, queries
 from aispend.exporter.budgets import BudgetsError, BudgetsFile, BudgetTracker, load_budgets
 from aispend.exporter.config import ConfigError, ExporterConfig, parse_address
 from aispend.exporter.decode_pool import DecodePool
 from aispend.exporter.grpc_receiver import serve_grpc
 from aispend.exporter.http_server import Api, serve_api, serve_otlp_http
-from aispend.exporter.ledger import Ledger, open_ledger
+from aispend.exporter.ledger import Ledger, is_ephemeral, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.pipeline import Pipeline
 from aispend.exporter.tokens import read_tokens
@@ -54,6 +54,7 @@ class Exporter:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=False))
     ports: dict[str, int] = field(default_factory=dict)
     config_errors: dict[str, int] = field(default_factory=dict)
+    warm_console: bool = True  # read the console's default pages once at start (benchmarks turn it off)
 
     def __post_init__(self) -> None:
         self.ledger: Ledger = open_ledger(self.config.ledger, writer=True)
@@ -76,6 +77,7 @@ class Exporter:
         self.registry.register(_Collector(self.metrics, self.config_errors))
         self._servers: list[Any] = []
         self._stop = threading.Event()
+        self.warmed = threading.Event()  # the console's default pages were read once (console_warmup)
 
     # -- config reloads (start-up and SIGHUP) -----------------------------------------------------
     def _error(self, name: str, exc: Exception) -> None:
@@ -150,6 +152,22 @@ class Exporter:
         self.ports["metrics"] = port
         threading.Thread(target=self._housekeeping, name="aispend-retention", daemon=True).start()
         threading.Thread(target=self._settling, name="aispend-settle", daemon=True).start()
+        self._warm_console()
+
+    def _warm_console(self) -> None:
+        """Read the console's default pages once in the background, so their first load is fast;
+        on its own read connections, so the receivers (open by now) are not held up."""
+        if is_ephemeral(self.config.ledger) or not self.warm_console:
+            self.warmed.set()
+            return
+        budgets = self.budgets
+        threading.Thread(
+            target=console_warmup.keep_warm,
+            args=(self.ledger, self.config.timezone, (lambda: budgets.as_json()) if budgets else None, self._stop),
+            kwargs={"warmed": self.warmed},
+            name="aispend-console-warmup",
+            daemon=True,
+        ).start()
 
     def _api(self) -> Api:
         ledger, tz = self.ledger, self.config.timezone
