@@ -7,7 +7,6 @@ and the sum of the replicas' own counters equals the ledger.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,20 +14,10 @@ from tests.exporter.server import scrape, value
 from tests.support.aispend_serve import Aispend, psycopg
 from tests.support.collector import Collector
 from tests.support.load import Figures, Load, rate_note, wait_for_ledger, wait_for_traffic
-from tests.support.postgres import PostgresServer
 
 REPLICAS = [3]  # three replicas on one PostgreSQL ledger: identity is enforced by the ledger (issue 11)
 RATE = 300
 SECONDS = 12
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _cost(url: str) -> tuple[int, int, int]:

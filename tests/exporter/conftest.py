@@ -1,24 +1,13 @@
-"""``ledger_url``: each test that takes it runs once on SQLite and once on a real PostgreSQL."""
+"""``ledger_url``: each test that takes it runs once on SQLite and once on a real PostgreSQL (the
+session's ``postgres`` server, tests/conftest.py)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 
-from tests.support.postgres import PostgresServer
-
 _databases = itertools.count(1)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
