@@ -550,14 +550,17 @@ class Ledger:
             stored = self._known(tx, calls)
             held = identity.KnownSet(stored)
             count: list[Call] = []
-            pend: list[Call] = []
+            pend: list[tuple[Call, identity.Known]] = []
             drop: list[identity.Known] = []  # pending spans a better one replaced
             ordered = identity.batch_order(list(calls))
             # the common batch: nothing stored can be its calls and no two of its spans can be one call
             alone = not stored and identity.independent(ordered)
             for call in ordered:
                 if alone:
-                    (count if acc.settle_ns <= 0 or identity.rank(call) == identity.AISPEND else pend).append(call)
+                    if acc.settle_ns <= 0 or identity.rank(call) == identity.AISPEND:
+                        count.append(call)
+                    else:
+                        pend.append((call, identity.known(call, counted=False)))
                     continue
                 me = identity.known(call, counted=False)
                 if held.has_span(me):
@@ -576,15 +579,12 @@ class Ledger:
                     outcome.duplicate("superseded", len(others))
                     held.add(identity.counted(me))
                 else:
-                    pend.append(call)
+                    pend.append((call, me))
                     held.add(me)
-            if drop:
-                tx.many(
-                    "DELETE FROM pending WHERE trace_id = ? AND span_id = ?", [(k.trace_id, k.span_id) for k in drop]
-                )
+            _drop_pending(tx, drop)
             if pend:
                 settle_at = acc.now_ns + acc.settle_ns
-                rows = [_pending_row(c, settle_at, acc.instance) for c in pend]
+                rows = [_pending_row(c, me, settle_at, acc.instance) for c, me in pend]
                 outcome.pending = sum(tx.insert_new(self._insert_pending, rows))
             self._count(tx, count, acc, outcome)
         return outcome
@@ -631,10 +631,7 @@ class Ledger:
                 outcome.duplicate("superseded", len(group) - 1)
                 count.append(chosen)
                 counted.add(identity.known(chosen, counted=True))
-            if drop:
-                tx.many(
-                    "DELETE FROM pending WHERE trace_id = ? AND span_id = ?", [(k.trace_id, k.span_id) for k in drop]
-                )
+            _drop_pending(tx, drop)
             self._count(tx, count, acc, outcome)
         return outcome
 
@@ -1047,20 +1044,26 @@ def _call_row(c: Call, instance: str) -> tuple[Any, ...]:
     )
 
 
-def _pending_row(c: Call, settle_at_ns: int, instance: str) -> tuple[Any, ...]:
+def _pending_row(c: Call, me: identity.Known, settle_at_ns: int, instance: str) -> tuple[Any, ...]:
+    """The identity columns come from the span's ``Known`` (decided on already), the call as JSON."""
     return (
-        c.trace_id.hex(),
-        c.span_id.hex(),
-        c.parent_span_id.hex(),
-        c.provider,
-        c.response_id,
-        c.start_ns,
-        identity.end_ns(c),
-        identity.rank(c),
+        me.trace_id,
+        me.span_id,
+        me.parent_span_id,
+        me.provider,
+        me.response_id,
+        me.start_ns,
+        me.end_ns,
+        me.rank,
         settle_at_ns,
         instance,
         _call_json(c),
     )
+
+
+def _drop_pending(tx: Tx, spans: Sequence[identity.Known]) -> None:
+    """Pending spans a better span of their call replaced, or that were settled."""
+    tx.many("DELETE FROM pending WHERE trace_id = ? AND span_id = ?", [(k.trace_id, k.span_id) for k in spans])
 
 
 def _call_json(c: Call) -> str:
