@@ -12,6 +12,8 @@ the receivers answer with a retryable status, so nothing is lost while the datab
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -30,9 +32,47 @@ def _sql(sql: str) -> str:
     return sql.replace("?", "%s")  # the shared SQL has no literal "?" or "%"
 
 
+_INSERT = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES \([?, ]+\)(.*)", re.S)
+Types = dict[str, dict[str, str]]  # table -> column -> SQL type
+
+
+def _as_set(sql: str, types: Types) -> tuple[str, tuple[str, ...]] | None:
+    """The shared one-row ``INSERT ... VALUES (?, ...) ...`` as one statement over the rows'
+    columns, each a JSON array, and its column names; None for any other statement (or a table
+    whose column types are not known).
+
+    One statement per batch instead of one per row: psycopg dumps one string per column instead of
+    each value (a JSON encoding in C), and the server plans and runs the insert once, the rows in
+    the given order (so concurrent upserts still lock shared rows in one order)."""
+    m = _INSERT.fullmatch(sql)
+    if m is None or m.group(1) not in types:
+        return None
+    table, columns, rest = m.group(1), m.group(2), m.group(3)
+    names = tuple(c.strip() for c in columns.split(","))
+    known = types[table]
+    if not all(n in known for n in names):
+        return None
+    values = ", ".join(f"v{i}::{known[n]}" for i, n in enumerate(names))
+    arrays = ", ".join("json_array_elements_text(%s)" for _ in names)
+    aliases = ", ".join(f"v{i}" for i in range(len(names)))
+    return f"INSERT INTO {table} ({columns}) SELECT {values} FROM ROWS FROM ({arrays}) AS r({aliases}){rest}", names
+
+
+def _json_columns(rows: Sequence[Sequence[Any]]) -> list[str]:
+    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    return [dumps(column) for column in zip(*rows, strict=True)]
+
+
 class _PostgresTx:
-    def __init__(self, cur: Any) -> None:
+    def __init__(self, cur: Any, types: Types) -> None:
         self._cur = cur
+        self._types = types
+        self._sets: dict[str, tuple[str, tuple[str, ...]] | None] = {}
+
+    def _set(self, sql: str) -> tuple[str, tuple[str, ...]] | None:
+        if sql not in self._sets:
+            self._sets[sql] = _as_set(sql, self._types)
+        return self._sets[sql]
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         self._cur.execute(_sql(sql), tuple(params))
@@ -43,23 +83,36 @@ class _PostgresTx:
         return self._cur.rowcount
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
+        if not rows:
+            return
+        as_set = self._set(sql)
+        if as_set is None:
             self._cur.executemany(_sql(sql), rows)
+        else:
+            self._cur.execute(as_set[0], _json_columns(rows))
 
     def insert_new(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
+        """Insert-or-skip of rows keyed by (trace_id, span_id); which of them were new."""
         if not rows:
             return []
-        self._cur.executemany(_sql(sql) + " RETURNING 1", rows, returning=True)
+        as_set = self._set(sql)
+        if as_set is None:
+            raise ValueError(f"not an insert into a ledger table: {sql[:60]}")
+        statement, names = as_set
+        self._cur.execute(statement + " RETURNING trace_id, span_id", _json_columns(rows))
+        new = set(self._cur.fetchall())
+        t, s = names.index("trace_id"), names.index("span_id")
         inserted = []
-        while True:
-            inserted.append(self._cur.fetchone() is not None)
-            if not self._cur.nextset():
-                break
+        for row in rows:  # a key twice in the batch: only its first row went in
+            key = (row[t], row[s])
+            inserted.append(key in new)
+            new.discard(key)
         return inserted
 
     @staticmethod
-    def in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-        return f"{column} = ANY(?)", [list(values)]
+    def in_list(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        # one JSON string instead of an array psycopg would dump value by value
+        return f"{column} = ANY(ARRAY(SELECT json_array_elements_text(?)))", [json.dumps(list(values))]
 
 
 class PostgresLedger(Ledger):
@@ -72,12 +125,15 @@ class PostgresLedger(Ledger):
         super().__init__()
         self.url = url
         self._connect_timeout = connect_timeout
+        self._types: Types = {}  # known after the schema is made: until then, rows go one by one
+        self._readers = ReadPool(self._connect, self.READERS, usable=lambda c: not (c.closed or c.broken))
         try:
             self._conn = self._connect()
             self._create()  # under the "schema" lock: replicas starting together take turns
+            self._types = self._column_types()
         except (psycopg.Error, LedgerError) as exc:
+            self._readers.close()
             raise ValueError(f"cannot open the PostgreSQL ledger at {redacted(url)}: {_reason(exc, url)}") from None
-        self._readers = ReadPool(self._connect, self.READERS, usable=lambda c: not (c.closed or c.broken))
 
     def _connect(self) -> Any:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout)))
@@ -89,6 +145,15 @@ class PostgresLedger(Ledger):
 
     def _tables_sql(self) -> str:
         return "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+
+    def _column_types(self) -> Types:
+        types: Types = {}
+        for table, column, data_type in self._read(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema()"
+        ):
+            types.setdefault(table, {})[column] = data_type
+        return types
 
     def _columns(self, tx: Tx, table: str) -> list[str]:
         return [
@@ -123,7 +188,7 @@ class PostgresLedger(Ledger):
                             raise
                         continue
                     with stack:
-                        yield _PostgresTx(cur)
+                        yield _PostgresTx(cur, self._types)
                     return
         except (psycopg.Error, OverflowError) as exc:
             raise LedgerError(f"ledger write to {redacted(self.url)} failed: {_reason(exc, self.url)}") from exc
