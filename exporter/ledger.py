@@ -31,6 +31,7 @@ import json
 import logging
 import sqlite3
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field, fields, replace
@@ -132,10 +133,7 @@ _CALL_FIELDS = tuple(f.name for f in fields(Call))
 
 
 def _bucket(seconds: float) -> int:
-    for i, bound in enumerate(BUCKETS):
-        if seconds <= bound:
-            return i
-    return len(BUCKETS)
+    return bisect_left(BUCKETS, seconds)  # the first bound >= seconds; len(BUCKETS): longer than all
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +386,19 @@ class Tx(Protocol):
         ...
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]: ...
+
+
+def inserted_rows(sql: str, rows: Sequence[Sequence[Any]], new: Iterable[tuple[str, str]]) -> list[bool]:
+    """Which of an insert-or-skip's rows went in, given the (trace_id, span_id) of those that did."""
+    names = [c.strip() for c in sql[sql.index("(") + 1 : sql.index(")")].split(",")]
+    t, s = names.index("trace_id"), names.index("span_id")
+    keys = set(new)
+    inserted = []
+    for row in rows:  # a key twice in the batch: only its first row went in
+        key = (row[t], row[s])
+        inserted.append(key in keys)
+        keys.discard(key)
+    return inserted
 
 
 def lock_keys(calls: Iterable[Call]) -> list[str]:
@@ -1111,8 +1122,18 @@ class _SQLiteTx:
             self._conn.executemany(sql, rows)
 
     def insert_new(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
-        execute = self._conn.execute
-        return [execute(sql, row).rowcount == 1 for row in rows]
+        """All rows in one executemany; only when some were skipped (a retry racing a lockless
+        writer: identity was checked under the database lock) are the new ones read back."""
+        if not rows:
+            return []
+        table = sql.split(None, 3)[2]
+        (last,) = self._conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}").fetchone()
+        before = self._conn.total_changes
+        self._conn.executemany(sql, rows)
+        if self._conn.total_changes - before == len(rows):
+            return [True] * len(rows)
+        new = self._conn.execute(f"SELECT trace_id, span_id FROM {table} WHERE rowid > ?", (last,)).fetchall()
+        return inserted_rows(sql, rows, new)
 
     @staticmethod
     def in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:

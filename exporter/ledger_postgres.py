@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from aispend.exporter.ledger import POSTGRES, Ledger, LedgerError, Tx, lock_id, redacted
+from aispend.exporter.ledger import POSTGRES, Ledger, LedgerError, Tx, inserted_rows, lock_id, redacted
 from aispend.exporter.ledger_readers import PoolClosed, ReadPool
 
 try:
@@ -98,16 +98,8 @@ class _PostgresTx:
         as_set = self._set(sql)
         if as_set is None:
             raise ValueError(f"not an insert into a ledger table: {sql[:60]}")
-        statement, names = as_set
-        self._cur.execute(statement + " RETURNING trace_id, span_id", _json_columns(rows))
-        new = set(self._cur.fetchall())
-        t, s = names.index("trace_id"), names.index("span_id")
-        inserted = []
-        for row in rows:  # a key twice in the batch: only its first row went in
-            key = (row[t], row[s])
-            inserted.append(key in new)
-            new.discard(key)
-        return inserted
+        self._cur.execute(as_set[0] + " RETURNING trace_id, span_id", _json_columns(rows))
+        return inserted_rows(sql, rows, self._cur.fetchall())
 
     @staticmethod
     def in_list(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:

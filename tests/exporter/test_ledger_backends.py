@@ -234,3 +234,31 @@ def test_a_ledger_from_before_instances_is_upgraded_and_adopted_once(tmp_path):
     assert pipeline.export(otlp_request([retry])).duplicates == 1
     assert ledger.adopt_unowned("another") == 0  # taken once, by the first to start
     ledger.close()
+
+
+def test_insert_or_skip_reports_exactly_which_rows_went_in(ledger_url):
+    """The batch learns which of its rows are new: rows already stored and a second copy of a row in
+    the same batch are skipped, and every value goes in unchanged (big integers, floats, text)."""
+    from aispend.exporter.ledger import CALL_COLUMNS
+
+    ledger = open_ledger(ledger_url)
+    insert = ledger.dialect.insert("calls", CALL_COLUMNS)
+
+    def row(span: str, **values) -> tuple:
+        r = stored_call(trace_id="a" * 32, span_id=span, parent_span_id="", response_id=f"r-{span}", **values)
+        return tuple(r[c] for c in CALL_COLUMNS)
+
+    with ledger.transaction() as tx:
+        assert tx.insert_new(insert, [row("01"), row("02")]) == [True, True]
+    big = 9_223_372_036_854_775_807  # the largest BIGINT
+    batch = [row("02"), row("03", cost_nusd=big, duration_s=0.1 + 0.2), row("03"), row("04", customer="ünï ‘x’")]
+    with ledger.transaction() as tx:
+        assert tx.insert_new(insert, batch) == [False, True, False, True]
+        assert tx.insert_new(insert, []) == []
+    rows = ledger._read("SELECT span_id, cost_nusd, duration_s, customer FROM calls ORDER BY span_id")
+    assert [(r[0], int(r[1]), float(r[2]), r[3]) for r in rows] == [
+        ("01", 9_000_000, 0.5, ""),
+        ("02", 9_000_000, 0.5, ""),
+        ("03", big, 0.1 + 0.2, ""),
+        ("04", 9_000_000, 0.5, "ünï ‘x’"),
+    ]
