@@ -40,6 +40,7 @@ def clean(value: str, max_length: int) -> tuple[str, str | None]:
 
 # the labels a label set past max_series keeps (what the cost is for); the others become OVERFLOW
 _KEPT = 4  # service, provider, model, operation: the first four of config.LABELS
+_FIT_CACHE = 100_000  # label sets remembered as needing no bounding (max_series bounds it first)
 
 
 class LabelBounds:
@@ -55,15 +56,21 @@ class LabelBounds:
         self._series: set[tuple[str, ...]] = set()
         self._coarse: set[tuple[str, ...]] = set()  # label sets made coarser past max_series
         self.series_overflows = 0  # calls counted under a coarser label set
+        self._fit: set[tuple[str, ...]] = set()  # label sets seen whole (see _admitted)
 
     def series(self, values: Sequence[str]) -> tuple[str, ...]:
         """The label set one call is counted under: each value bounded per label, then the set
         bounded in number. The live path and the restore both call this, in first-seen order."""
+        values = tuple(values)
+        if values in self._fit:
+            return values
         labels = tuple(self.bound(label, value) for label, value in zip(self.labels, values, strict=True))
         if not self.max_series or labels in self._series:
+            self._admitted(values, labels)
             return labels
         if len(self._series) < self.max_series:
             self._series.add(labels)
+            self._admitted(values, labels)
             return labels
         self.series_overflows += 1
         coarse = labels[:_KEPT] + (OVERFLOW,) * (len(labels) - _KEPT)
@@ -71,6 +78,12 @@ class LabelBounds:
             self._coarse.add(coarse)
             return coarse
         return (OVERFLOW,) * len(labels)
+
+    def _admitted(self, values: tuple[str, ...], labels: tuple[str, ...]) -> None:
+        # every value admitted and the set counted under itself: later calls with these values
+        # have nothing to bound (admitted values and sets stay admitted), so skip the per-label work
+        if labels == values and len(self._fit) < _FIT_CACHE:
+            self._fit.add(values)
 
     def all_fit(self, label_sets: Sequence[Sequence[str]]) -> bool:
         """Whether every one of these label sets keeps its own series whatever the order (then the

@@ -109,6 +109,7 @@ class _PostgresTx:
 
 class PostgresLedger(Ledger):
     dialect = POSTGRES
+    locks_keys = True
     READERS = 4  # read connections, opened when first needed
 
     def __init__(self, url: str, connect_timeout: float = 10.0) -> None:
