@@ -4,6 +4,7 @@ usage at its end is read from a handful of events."""
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aispend.instrumentation.adapters import anthropic, base, gemini, openai
+from aispend.instrumentation.adapters import anthropic, base, bedrock, cohere, gemini, ollama, openai
 from aispend.instrumentation.adapters.base import CallStart, Observed
 from tests.fakes import payloads as p
 
@@ -147,3 +148,39 @@ def test_held_events_past_the_limit_are_read_as_they_come(monkeypatch):
     got = run(OPENAI, start, events, capture=False)
     same(got, reference(OPENAI, start, events, capture=False), False)
     assert got.output_chars == sum(len(f"w{i} ") for i in range(300))
+
+
+@pytest.mark.parametrize("capture", [False, True])
+@pytest.mark.parametrize(
+    "adapter",
+    [
+        OPENAI,
+        anthropic.AnthropicAdapter(),
+        gemini.GeminiAdapter(),
+        cohere.CohereAdapter(),
+        ollama.OllamaAdapter(),
+        bedrock.BedrockAdapter(),
+    ],
+    ids=lambda a: type(a).__name__,
+)
+def test_a_closed_stream_observer_leaves_no_reference_cycle(adapter, capture):
+    """Observers are freed when the stream is done, not left to the cycle collector: a cycle per
+    streamed call cost more than the rest of aispend's work on it (collections of the whole young
+    generation, ~20 per 1,000 calls)."""
+    events = [("", json.dumps({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]}))]
+    events += [("content_block_delta", json.dumps({"delta": {"text": "hi"}})), ("contentBlockDelta", "{}")]
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        observed = Observed(output_text=[] if capture else None)
+        observer = adapter.stream_observer(CallStart("chat", "llm", model="m", stream=True), observed)
+        for name, data in events:
+            observer.on_event(name, data)
+        observer.close()
+        del observer, observed
+        gc.collect()
+        left = [type(o).__qualname__ for o in gc.garbage if type(o).__module__.startswith("aispend")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
