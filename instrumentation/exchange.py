@@ -1,4 +1,9 @@
-"""What the adapters see of an HTTP exchange: small immutable values, independent of the client."""
+"""What the adapters see of an HTTP exchange: small values, independent of the client.
+
+They are treated as immutable (nothing assigns to them after construction) but are not
+``frozen`` dataclasses: a frozen one costs ~2.5 µs to build (a ``object.__setattr__`` per field),
+and every instrumented call builds two requests and a response.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from urllib.parse import parse_qs
 MAX_BODY = 16 * 1024 * 1024  # bodies larger than this are passed through unparsed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HttpRequest:
     method: str
     scheme: str
@@ -34,7 +39,7 @@ class HttpRequest:
         return {k: v[-1] for k, v in parse_qs(self.query).items()}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HttpResponse:
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
