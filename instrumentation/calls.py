@@ -482,18 +482,19 @@ class Tap:
             self._decoder = None
 
     def _feed(self, chunks: list[bytes]) -> None:
-        if self._decoder is None:
+        if self._decoder is None or not chunks:
             return
         try:
-            for chunk in chunks:
-                data = self._decoder.decode(chunk)
-                if self._sse is not None:
-                    self._sse.feed(data)
-                elif self._body is not None:
-                    if len(self._body) + len(data) > MAX_BODY:
-                        self._body = None  # too large to parse: pass through unobserved
-                    else:
-                        self._body += data
+            decode = self._decoder.decode
+            # one buffer for the batch (at most BATCH_BYTES and a chunk): one parser pass, not one a chunk
+            data = decode(chunks[0]) if len(chunks) == 1 else b"".join([decode(chunk) for chunk in chunks])
+            if self._sse is not None:
+                self._sse.feed(data)
+            elif self._body is not None:
+                if len(self._body) + len(data) > MAX_BODY:
+                    self._body = None  # too large to parse: pass through unobserved
+                else:
+                    self._body += data
         except Exception as exc:
             log_once(f"{self._call.adapter.provider} stream parsing", exc)
             self._decoder = None

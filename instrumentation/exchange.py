@@ -102,10 +102,17 @@ def read_lowered_headers(
     }
 
 
+_DECODER = json.JSONDecoder()
+
+
 def parse_json(body: bytes | None) -> Any:
     if not body or len(body) > MAX_BODY:
         return None
-    try:
+    try:  # UTF-8, as every provider sends: skips json.loads' encoding detection
+        return _DECODER.decode(body.decode("utf-8") if isinstance(body, bytes | bytearray) else body)
+    except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
+        pass
+    try:  # a BOM, UTF-16 or UTF-32
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None

@@ -1,8 +1,8 @@
 """Incremental Server-Sent-Events parsing over arbitrary byte chunks (no buffering of the stream).
 
 Only the current, incomplete line is held; complete events are handed to a callback as soon as
-their terminating blank line arrives. This runs once per chunk the user reads, so lines stay
-bytes until an event is complete and only its data is decoded.
+their terminating blank line arrives. Lines stay bytes until an event is complete and only its
+data is decoded; a buffer without CR (what providers send) is split once on LF.
 """
 
 from __future__ import annotations
@@ -25,15 +25,16 @@ class SSEParser:
         if not chunk:
             return
         buf = self._partial + chunk if self._partial else chunk
-        lines = buf.splitlines(keepends=True)
-        # an unfinished line, or one ending in a CR whose LF may start the next chunk, waits for more
-        if not lines[-1].endswith(b"\n"):
-            self._partial = lines.pop()
-        else:
-            self._partial = b""
+        if b"\r" in buf:  # CR or CRLF line ends
+            raw_lines = buf.splitlines(keepends=True)
+            # an unfinished line, or one ending in a CR whose LF may start the next chunk, waits for more
+            self._partial = raw_lines.pop() if not raw_lines[-1].endswith(b"\n") else b""
+            lines = [raw.rstrip(b"\r\n") for raw in raw_lines]
+        else:  # LF line ends, as every provider sends: one split, nothing to strip
+            lines = buf.split(b"\n")
+            self._partial = lines.pop()  # b"" when the buffer ended a line
         data = self._data
-        for raw in lines:
-            line = raw.rstrip(b"\r\n")
+        for line in lines:
             if not line:
                 if data:
                     self._dispatch()

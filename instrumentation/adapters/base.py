@@ -18,6 +18,7 @@ from aispend.instrumentation.exchange import HttpRequest, HttpResponse
 AttrValue = str | bool | int | float | tuple[str, ...]
 Attributes = dict[str, AttrValue]
 
+_DECODER = json.JSONDecoder()
 ESTIMATE_TEXT_LIMIT = 1_000_000  # output characters kept for an estimate; beyond, they are only counted
 
 
@@ -227,6 +228,6 @@ def event_json(data: str) -> Any:
     if not data or data == "[DONE]":
         return None
     try:
-        return json.loads(data)
+        return _DECODER.decode(data)  # json.loads(data) without its checks for bytes and options
     except ValueError:
         return None
