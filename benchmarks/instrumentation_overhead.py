@@ -6,7 +6,8 @@ opentelemetry-instrumentation-openai-v2, OpenLLMetry's opentelemetry-instrumenta
 (traceloop), OpenLIT's OpenAI instrumentation, and aispend with the budget guard on (no budget
 matching the call). The peers patch the openai SDK globally and cannot all be undone, so each
 configuration lives in its own worker process, instrumented once; the parent drives them in
-interleaved rounds (one worker runs at a time) so drift hits all alike. Added latency =
+interleaved rounds (one worker runs at a time, each round starting with the next one) so drift
+hits all alike. Added latency =
 configuration minus the same round's baseline, at the median; p99 over all calls. The fake
 provider runs in a process of its own. Spans go through a BatchSpanProcessor to an exporter that
 drops them, as in production minus the network; every worker force-flushes its tracer provider
@@ -21,7 +22,8 @@ OpenLIT pins openai<3 and anthropic<1), so install them into the venv for a run:
 (and uninstall them before running the tests). A peer that is not installed is reported as
 missing and skipped.
 Targets: aispend lowest of all on median, p99 and CPU of all threads, streaming and
-non-streaming; budget guard < 5 µs per call.
+non-streaming; budget guard < 5 µs per call. Each peer's figures are also printed as a ratio to
+aispend's (> 1: aispend adds less).
 """
 
 from __future__ import annotations
@@ -255,7 +257,9 @@ def run(fake_url: str, budgets_url: str, args: argparse.Namespace, per_round: in
     proc_paired = {key: [] for key in samples}  # CPU of all threads of the worker, per call
     for number in range(args.rounds + 1):  # round 0 warms every worker up and is not counted
         results = {}
-        for name, proc in workers.items():
+        shift = number % len(names)  # each round starts with another worker: no configuration always goes first
+        for name in names[shift:] + names[:shift]:
+            proc = workers[name]
             proc.stdin.write("round\n")
             proc.stdin.flush()
             results[name] = json.loads(proc.stdout.readline())
@@ -293,17 +297,31 @@ def run(fake_url: str, budgets_url: str, args: argparse.Namespace, per_round: in
             )
         peers = [n for n in PEERS if n in figures]
         if "aispend" in figures and peers:
-            for i, measure in enumerate(("median", "p99", "CPU of all threads")):
-                ours = figures["aispend"][i]
+            ours = figures["aispend"]
+            print("  peer / aispend (added cost; > 1: aispend adds less):")
+            for name in peers:
+                ratios = ", ".join(
+                    f"{measure} {_ratio(figures[name][i], ours[i])}" for i, measure in enumerate(MEASURES)
+                )
+                print(f"    {name:<22} {ratios}")
+            for i, measure in enumerate(MEASURES):
                 best = min(peers, key=lambda n: figures[n][i])
-                verdict = "met" if ours < figures[best][i] else "NOT met"
+                verdict = "met" if ours[i] < figures[best][i] else "NOT met"
                 print(
-                    f"  {measure}: aispend +{ours:.0f} µs vs the best peer ({best}) +{figures[best][i]:.0f} µs"
+                    f"  {measure}: aispend +{ours[i]:.0f} µs vs the best peer ({best}) +{figures[best][i]:.0f} µs"
                     f" (aispend lowest: {verdict})"
                 )
 
     span_floor(provider_factory=TracerProvider)
     guard_cost()
+
+
+MEASURES = ("median", "p99", "CPU of all threads")
+
+
+def _ratio(peer: float, ours: float) -> str:
+    """peer / aispend; meaningless when aispend's figure is within noise of zero or below."""
+    return f"{peer / ours:.2f}x" if ours > 1 else "n/a (aispend +0 or less)"
 
 
 def span_floor(provider_factory: Callable[[], TracerProvider]) -> None:
