@@ -474,7 +474,8 @@ class Tap:
                 self._observer = call.adapter.stream_observer(call.start, call.observed)
                 if self._observer is not None:  # SSE, or NDJSON / AWS event stream (see framing)
                     on_event = self._observer.on_event
-                    self._sse = SSEParser(on_event) if sse else parser_for(content_type, on_event)
+                    batch = getattr(self._observer, "on_batch", None)  # observers that hold unnamed events
+                    self._sse = SSEParser(on_event, batch) if sse else parser_for(content_type, on_event)
             if self._sse is None and self._decoder is not None:
                 self._body = bytearray()
         except Exception as exc:

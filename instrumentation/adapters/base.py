@@ -89,7 +89,7 @@ class HeldEvents:
 
     def __init__(self, apply: Callable[[dict[str, Any]], None]) -> None:
         self._apply = apply
-        self._events: list[str] = []
+        self._events: list[str | bytes] = []
         self._size = 0
 
     def add(self, data: str) -> None:
@@ -97,6 +97,13 @@ class HeldEvents:
         self._size += len(data)
         if self._size > HOLD_LIMIT:
             self._read(self._apply)  # a very long stream: read what is held, in order, and keep going
+
+    def add_all(self, datas: list[bytes]) -> None:
+        """A batch of events' data, undecoded (``SSEParser``'s batches)."""
+        self._events += datas
+        self._size += sum(map(len, datas))
+        if self._size > HOLD_LIMIT:
+            self._read(self._apply)
 
     def release(self, enough: Callable[[list[dict[str, Any]]], bool] | None = None) -> None:
         """Parse the held events newest first until ``enough(parsed)`` (None: all of them), then
@@ -223,11 +230,13 @@ def error_in_ok_body(body: Any, *answer_keys: str) -> str | None:
     return None
 
 
-def event_json(data: str) -> Any:
-    """Decode one SSE data payload; ``[DONE]`` and junk give None."""
+def event_json(data: str | bytes) -> Any:
+    """Decode one SSE data payload (text, or UTF-8 bytes); ``[DONE]`` and junk give None."""
     if not data or data == "[DONE]":
         return None
     try:
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "replace")  # as SSEParser decodes an event's data
         return _DECODER.decode(data)  # json.loads(data) without its checks for bytes and options
     except ValueError:
         return None

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from aispend.instrumentation.adapters import anthropic, base, bedrock, cohere, gemini, ollama, openai
 from aispend.instrumentation.adapters.base import CallStart, Observed
+from aispend.instrumentation.sse import SSEParser
 from tests.fakes import payloads as p
 
 OPENAI = openai.OpenAIAdapter()
@@ -24,6 +25,19 @@ def run(adapter: Any, start: CallStart, events: list[tuple[str, Any]], capture: 
     observer = adapter.stream_observer(start, observed)
     for name, data in events:
         observer.on_event(name, data if isinstance(data, str) else json.dumps(data))
+    observer.close()
+    return observed
+
+
+def run_sse(adapter: Any, start: CallStart, events: list[tuple[str, Any]], capture: bool) -> Observed:
+    """As ``run``, through the SSE parser the recorder uses (unnamed events batched when the observer takes batches)."""
+    observed = Observed(output_text=[] if capture else None)
+    observer = adapter.stream_observer(start, observed)
+    parser = SSEParser(observer.on_event, getattr(observer, "on_batch", None))
+    for name, data in events:
+        text = data if isinstance(data, str) else json.dumps(data)
+        parser.feed((f"event: {name}\n" if name else "").encode() + f"data: {text}\n\n".encode())
+    parser.close()
     observer.close()
     return observed
 
@@ -93,6 +107,7 @@ def test_openai_chat_streams_read_as_if_every_chunk_was_parsed(choices, pieces, 
     events = chat_stream(choices, pieces, usage, cut, error)
     got = run(OPENAI, start, events, capture)
     same(got, reference(OPENAI, start, events, capture), got.usage_reported)
+    same(run_sse(OPENAI, start, events, capture), got, got.usage_reported)
 
 
 @pytest.mark.parametrize("capture", [False, True])
@@ -127,6 +142,7 @@ def test_responses_anthropic_and_gemini_streams(capture, cut):
         events = events[:cut] if cut is not None else events
         got = run(adapter, start, events, capture)
         same(got, reference(adapter, start, events, capture), got.usage_reported)
+        same(run_sse(adapter, start, events, capture), got, got.usage_reported)
 
 
 def test_a_long_stream_with_usage_is_read_from_its_last_chunks(monkeypatch):
