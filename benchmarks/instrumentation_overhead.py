@@ -361,8 +361,10 @@ MEASURES = ("median", "p99", "CPU of all threads")
 
 
 def _ratio(peer: float, ours: float) -> str:
-    """peer / aispend; meaningless when aispend's figure is within noise of zero or below."""
-    return f"{peer / ours:.2f}x" if ours > 1 else "n/a (aispend +0 or less)"
+    """peer / aispend; meaningless when either figure is zero or below (noise around nothing)."""
+    if ours <= 1 or peer <= 1:
+        return f"n/a ({'aispend' if ours <= 1 else 'peer'} +0 or less)"
+    return f"{peer / ours:.2f}x"
 
 
 def span_floor(provider_factory: Callable[[], TracerProvider]) -> None:
