@@ -6,7 +6,8 @@ opentelemetry-instrumentation-openai-v2, OpenLLMetry's opentelemetry-instrumenta
 (traceloop), OpenLIT's OpenAI instrumentation, and aispend with the budget guard on (no budget
 matching the call). The peers patch the openai SDK globally and cannot all be undone, so each
 configuration lives in its own worker process, instrumented once; the parent drives them in
-interleaved rounds (one worker runs at a time) so drift hits all alike. Added latency =
+interleaved rounds (one worker runs at a time, each round starting with the next one) so drift
+hits all alike. Added latency =
 configuration minus the same round's baseline, at the median; p99 over all calls. The fake
 provider runs in a process of its own. Spans go through a BatchSpanProcessor to an exporter that
 drops them, as in production minus the network; every worker force-flushes its tracer provider
@@ -21,7 +22,10 @@ OpenLIT pins openai<3 and anthropic<1), so install them into the venv for a run:
 (and uninstall them before running the tests). A peer that is not installed is reported as
 missing and skipped.
 Targets: aispend lowest of all on median, p99 and CPU of all threads, streaming and
-non-streaming; budget guard < 5 µs per call.
+non-streaming; budget guard < 5 µs per call. Each peer's figures are also printed as a ratio to
+aispend's (> 1: aispend adds less), and each figure with its noise (± one standard error:
+median and CPU from the spread of the per-round differences, p99 by resampling rounds); a
+verdict whose difference is within twice the combined error says "within noise".
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import argparse
 import importlib.util
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -82,6 +87,30 @@ class Drop(SpanExporter):
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def median_error(values: list[float]) -> float:
+    """Standard error of a median over rounds, from their interquartile range (robust to the odd
+    round another process spoiled): 1.2533 σ / √n with σ = IQR / 1.349."""
+    if len(values) < 4:
+        return float("nan")
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return 1.2533 * (q3 - q1) / 1.349 / len(values) ** 0.5
+
+
+def p99_error(rounds: list[list[float]], base_rounds: list[list[float]], draws: int = 200) -> float:
+    """Standard deviation of the added p99 over bootstrap resamples of whole rounds (the same
+    rounds for the configuration and the baseline)."""
+    if len(rounds) < 4:
+        return float("nan")
+    rng = random.Random(1)
+    estimates = []
+    for _ in range(draws):
+        picks = [rng.randrange(len(rounds)) for _ in rounds]
+        ours = [v for i in picks for v in rounds[i]]
+        base = [v for i in picks for v in base_rounds[i]]
+        estimates.append(percentile(ours, 0.99) - percentile(base, 0.99))
+    return statistics.stdev(estimates)
 
 
 class BudgetsStub:
@@ -250,12 +279,15 @@ def run(fake_url: str, budgets_url: str, args: argparse.Namespace, per_round: in
             raise SystemExit(f"{name}: the worker did not start")
 
     samples = {(c, k): [] for c in names for k in KINDS}
+    rounds: dict[tuple[str, str], list[list[float]]] = {key: [] for key in samples}  # wall times, per round
     paired = {key: [] for key in samples}  # round median minus the same round's baseline median
     cpu_paired = {key: [] for key in samples}
     proc_paired = {key: [] for key in samples}  # CPU of all threads of the worker, per call
     for number in range(args.rounds + 1):  # round 0 warms every worker up and is not counted
         results = {}
-        for name, proc in workers.items():
+        shift = number % len(names)  # each round starts with another worker: no configuration always goes first
+        for name in names[shift:] + names[:shift]:
+            proc = workers[name]
             proc.stdin.write("round\n")
             proc.stdin.flush()
             results[name] = json.loads(proc.stdout.readline())
@@ -265,6 +297,7 @@ def run(fake_url: str, budgets_url: str, args: argparse.Namespace, per_round: in
             for kind in KINDS:
                 got, base = results[name][kind], results[BASELINE][kind]
                 samples[(name, kind)] += got["wall"]
+                rounds[(name, kind)].append(got["wall"])
                 paired[(name, kind)].append(statistics.median(got["wall"]) - statistics.median(base["wall"]))
                 cpu_paired[(name, kind)].append(statistics.median(got["cpu"]) - statistics.median(base["cpu"]))
                 proc_paired[(name, kind)].append(got["proc"] - base["proc"])
@@ -278,7 +311,7 @@ def run(fake_url: str, budgets_url: str, args: argparse.Namespace, per_round: in
         base = samples[(BASELINE, kind)]
         b50, b99 = statistics.median(base), percentile(base, 0.99)
         print(f"\n{kind}: baseline median {b50:,.0f} µs, p99 {b99:,.0f} µs")
-        figures = {}
+        figures, noise = {}, {}
         for name in names:
             if name == BASELINE:
                 continue
@@ -287,23 +320,51 @@ def run(fake_url: str, budgets_url: str, args: argparse.Namespace, per_round: in
             cpu = statistics.median(cpu_paired[(name, kind)])
             total = statistics.median(proc_paired[(name, kind)])
             figures[name] = (added, p99, total)
+            noise[name] = (
+                median_error(paired[(name, kind)]),
+                p99_error(rounds[(name, kind)], rounds[(BASELINE, kind)]),
+                median_error(proc_paired[(name, kind)]),
+            )
+            e50, e99, ecpu = noise[name]
             print(
-                f"  {name:<24} added: wall median {added:>5,.0f} µs, CPU of the calling thread {cpu:>5,.0f} µs,"
-                f" CPU of all threads {total:>5,.0f} µs;  p99 +{p99:>6,.0f}"
+                f"  {name:<24} added: wall median {added:>5,.0f} ±{e50:<4,.0f} µs,"
+                f" CPU of the calling thread {cpu:>5,.0f} µs, CPU of all threads {total:>5,.0f} ±{ecpu:<4,.0f} µs;"
+                f"  p99 +{p99:>6,.0f} ±{e99:,.0f}"
             )
         peers = [n for n in PEERS if n in figures]
         if "aispend" in figures and peers:
-            for i, measure in enumerate(("median", "p99", "CPU of all threads")):
-                ours = figures["aispend"][i]
+            ours = figures["aispend"]
+            print("  peer / aispend (added cost; > 1: aispend adds less):")
+            for name in peers:
+                ratios = ", ".join(
+                    f"{measure} {_ratio(figures[name][i], ours[i])}" for i, measure in enumerate(MEASURES)
+                )
+                print(f"    {name:<22} {ratios}")
+            for i, measure in enumerate(MEASURES):
                 best = min(peers, key=lambda n: figures[n][i])
-                verdict = "met" if ours < figures[best][i] else "NOT met"
+                gap = figures[best][i] - ours[i]
+                spread = 2 * (noise["aispend"][i] ** 2 + noise[best][i] ** 2) ** 0.5
+                if abs(gap) <= spread:
+                    verdict = f"within noise, {'met' if gap > 0 else 'NOT met'} as measured"
+                else:
+                    verdict = "met" if gap > 0 else "NOT met"
                 print(
-                    f"  {measure}: aispend +{ours:.0f} µs vs the best peer ({best}) +{figures[best][i]:.0f} µs"
-                    f" (aispend lowest: {verdict})"
+                    f"  {measure}: aispend +{ours[i]:.0f} µs vs the best peer ({best}) +{figures[best][i]:.0f} µs,"
+                    f" difference {gap:+.0f} ±{spread:.0f} µs (aispend lowest: {verdict})"
                 )
 
     span_floor(provider_factory=TracerProvider)
     guard_cost()
+
+
+MEASURES = ("median", "p99", "CPU of all threads")
+
+
+def _ratio(peer: float, ours: float) -> str:
+    """peer / aispend; meaningless when either figure is zero or below (noise around nothing)."""
+    if ours <= 1 or peer <= 1:
+        return f"n/a ({'aispend' if ours <= 1 else 'peer'} +0 or less)"
+    return f"{peer / ours:.2f}x"
 
 
 def span_floor(provider_factory: Callable[[], TracerProvider]) -> None:

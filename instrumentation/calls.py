@@ -22,10 +22,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from aispend import semconv as sc
@@ -43,6 +42,12 @@ from aispend.instrumentation.sse import SSEParser
 from aispend.instrumentation.tokens import estimate
 from aispend.instrumentation.worker import Worker, background
 from aispend.keys import alias_for
+
+try:  # what is_instrumentation_enabled() looks up, read here from the context already at hand
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY as _SUPPRESS
+except ImportError:  # pragma: no cover - a future API without the private name
+    _SUPPRESS = "suppress_instrumentation"
+_SUPPRESS_PLAIN = "suppress_instrumentation"
 
 R = TypeVar("R")
 BudgetCheck = Callable[[str, str | None, attribution.Attribution, str], None]
@@ -66,7 +71,8 @@ class Recorder:
         self.router = router or Router(config.provider_urls, config.provider_names)
         self.budget_check = budget_check
         self.jobs = jobs or background
-        self._aliases: dict[str, str] = {}  # key -> alias, so each key is fingerprinted once
+        # key -> (alias, attribution when nothing else names anyone), so each key is fingerprinted once
+        self._aliases: dict[str | None, tuple[str | None, attribution.Attribution]] = {}
         self.attribution_headers = config.attribution_headers
         self.header_names = HeaderNames.of(READ_HEADERS | {header for header, _ in config.attribution_headers})
 
@@ -85,7 +91,8 @@ class Recorder:
         body once an adapter wants it.
         """
         try:
-            if not is_instrumentation_enabled():
+            context = otel_context.get_current()
+            if context.get(_SUPPRESS) or context.get(_SUPPRESS_PLAIN):  # is_instrumentation_enabled(), one lookup
                 return None
             adapter = self.router.route(head)
             if adapter is None:
@@ -96,7 +103,7 @@ class Recorder:
                     return None
             request = complete()
             headers = _attribution_headers(request, strip_header, self.attribution_headers)
-            call = Call(self, adapter, request, headers)
+            call = Call(self, adapter, request, headers, context)
         except Exception as exc:
             log_once("reading the request", exc)
             return None
@@ -113,14 +120,18 @@ class Recorder:
 
     def who(self, call: Call) -> attribution.Attribution:
         """Who caused the call, from its headers, scope, baggage and key (see ``attribution``)."""
-        secret = call.adapter.api_key(call.request)
-        detected = None
-        if secret:
-            detected = self._aliases.get(secret)
-            if detected is None:
-                if len(self._aliases) > 256:
-                    self._aliases.clear()
-                detected = self._aliases[secret] = alias_for(secret, self.config.key_aliases)
+        secret = call.adapter.api_key(call.request) or None
+        known = self._aliases.get(secret)
+        if known is None:
+            if len(self._aliases) > 256:
+                self._aliases.clear()
+            detected = alias_for(secret, self.config.key_aliases) if secret else None
+            # what resolve() gives when nothing but the key says who: most calls, so kept per key
+            alone = attribution.resolve(attribution.EMPTY, detected, self.config.defaults, attribution.EMPTY, Context())
+            known = self._aliases[secret] = (detected, alone)
+        detected, alone = known
+        if not call.headers and call.scoped is attribution.EMPTY and not baggage.get_all(call.context):
+            return alone
         from_request = attribution.Attribution(**call.headers) if call.headers else attribution.EMPTY
         return attribution.resolve(from_request, detected, self.config.defaults, call.scoped, call.context)
 
@@ -201,12 +212,20 @@ class Call:
         "who",
     )
 
-    def __init__(self, recorder: Recorder, adapter: Adapter, request: HttpRequest, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        adapter: Adapter,
+        request: HttpRequest,
+        headers: dict[str, str],
+        context: Context | None = None,
+    ) -> None:
         self.recorder = recorder
         self.adapter = adapter
         self.request = request
         self.headers = headers
-        self.context: Context = otel_context.get_current()  # the parent, as it was when the request left
+        # the parent, as it was when the request left
+        self.context: Context = otel_context.get_current() if context is None else context
         self.scoped = attribution.current()
         self.start: CallStart | None = None  # filled in by prepare(), on the worker
         self.who: attribution.Attribution | None = None
@@ -455,7 +474,8 @@ class Tap:
                 self._observer = call.adapter.stream_observer(call.start, call.observed)
                 if self._observer is not None:  # SSE, or NDJSON / AWS event stream (see framing)
                     on_event = self._observer.on_event
-                    self._sse = SSEParser(on_event) if sse else parser_for(content_type, on_event)
+                    batch = getattr(self._observer, "on_batch", None)  # observers that hold unnamed events
+                    self._sse = SSEParser(on_event, batch) if sse else parser_for(content_type, on_event)
             if self._sse is None and self._decoder is not None:
                 self._body = bytearray()
         except Exception as exc:
@@ -463,18 +483,19 @@ class Tap:
             self._decoder = None
 
     def _feed(self, chunks: list[bytes]) -> None:
-        if self._decoder is None:
+        if self._decoder is None or not chunks:
             return
         try:
-            for chunk in chunks:
-                data = self._decoder.decode(chunk)
-                if self._sse is not None:
-                    self._sse.feed(data)
-                elif self._body is not None:
-                    if len(self._body) + len(data) > MAX_BODY:
-                        self._body = None  # too large to parse: pass through unobserved
-                    else:
-                        self._body += data
+            decode = self._decoder.decode
+            # one buffer for the batch (at most BATCH_BYTES and a chunk): one parser pass, not one a chunk
+            data = decode(chunks[0]) if len(chunks) == 1 else b"".join([decode(chunk) for chunk in chunks])
+            if self._sse is not None:
+                self._sse.feed(data)
+            elif self._body is not None:
+                if len(self._body) + len(data) > MAX_BODY:
+                    self._body = None  # too large to parse: pass through unobserved
+                else:
+                    self._body += data
         except Exception as exc:
             log_once(f"{self._call.adapter.provider} stream parsing", exc)
             self._decoder = None

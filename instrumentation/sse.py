@@ -1,8 +1,9 @@
 """Incremental Server-Sent-Events parsing over arbitrary byte chunks (no buffering of the stream).
 
-Only the current, incomplete line is held; complete events are handed to a callback as soon as
-their terminating blank line arrives. This runs once per chunk the user reads, so lines stay
-bytes until an event is complete and only its data is decoded.
+Only the current, incomplete line (with a batch handler: the incomplete event) is held; complete
+events are handed to a callback as soon as their terminating blank line arrives. Lines stay
+bytes until an event is complete and only its data is decoded; a buffer without CR (what
+providers send) is split once on LF, or on blank lines when events are batched.
 """
 
 from __future__ import annotations
@@ -10,13 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 EventHandler = Callable[[str, str], None]  # (event name, data)
+BatchHandler = Callable[[list[bytes]], None]  # the data of consecutive unnamed one-line events
 
 
 class SSEParser:
-    __slots__ = ("_data", "_event", "_on_event", "_partial")
+    """``on_event(name, data)`` for each event. With ``on_batch``, a run of unnamed events of one
+    ``data:`` line each (every OpenAI-format chunk) is handed over as one list of their data,
+    undecoded: one call for a batch instead of a line loop and a call per event. Events keep
+    their stream order either way."""
 
-    def __init__(self, on_event: EventHandler) -> None:
+    __slots__ = ("_data", "_event", "_on_batch", "_on_event", "_partial")
+
+    def __init__(self, on_event: EventHandler, on_batch: BatchHandler | None = None) -> None:
         self._on_event = on_event
+        self._on_batch = on_batch
         self._partial = b""
         self._event = ""
         self._data: list[bytes] = []
@@ -25,15 +33,49 @@ class SSEParser:
         if not chunk:
             return
         buf = self._partial + chunk if self._partial else chunk
-        lines = buf.splitlines(keepends=True)
-        # an unfinished line, or one ending in a CR whose LF may start the next chunk, waits for more
-        if not lines[-1].endswith(b"\n"):
-            self._partial = lines.pop()
+        if self._on_batch is not None and b"\r" not in buf and not self._data and not self._event:
+            self._feed_blocks(buf)
         else:
-            self._partial = b""
+            self._feed_lines(buf)
+
+    def close(self) -> None:
+        """End of stream: a final event without its blank line still counts."""
+        if self._partial:
+            partial, self._partial = self._partial, b""
+            self._feed_lines(partial + b"\n")
+        self._dispatch()
+
+    def _feed_blocks(self, buf: bytes) -> None:
+        """Events split on blank lines (LF only, no event begun): ``data: x`` blocks are batched,
+        any other block is read line by line as ``_feed_lines`` would."""
+        blocks = buf.split(b"\n\n")
+        self._partial = blocks.pop()  # after the last blank line: an event still arriving, kept whole
+        batch: list[bytes] = []
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:
+                batch.append(block[6:])
+            elif block:
+                if batch:
+                    self._on_batch(batch)  # type: ignore[misc]  # only called when set
+                    batch = []
+                self._lines([*block.split(b"\n"), b""])
+        if batch:
+            self._on_batch(batch)  # type: ignore[misc]
+
+    def _feed_lines(self, buf: bytes) -> None:
+        if b"\r" in buf:  # CR or CRLF line ends
+            raw_lines = buf.splitlines(keepends=True)
+            # an unfinished line, or one ending in a CR whose LF may start the next chunk, waits for more
+            self._partial = raw_lines.pop() if not raw_lines[-1].endswith(b"\n") else b""
+            lines = [raw.rstrip(b"\r\n") for raw in raw_lines]
+        else:  # LF line ends, as every provider sends: one split, nothing to strip
+            lines = buf.split(b"\n")
+            self._partial = lines.pop()  # b"" when the buffer ended a line
+        self._lines(lines)
+
+    def _lines(self, lines: list[bytes]) -> None:
         data = self._data
-        for raw in lines:
-            line = raw.rstrip(b"\r\n")
+        for line in lines:
             if not line:
                 if data:
                     self._dispatch()
@@ -43,13 +85,6 @@ class SSEParser:
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
             elif not line.startswith(b":"):  # ":" starts a comment
                 self._field(line)
-
-    def close(self) -> None:
-        """End of stream: a final event without its blank line still counts."""
-        if self._partial:
-            partial, self._partial = self._partial, b""
-            self.feed(partial + b"\n")
-        self._dispatch()
 
     def _field(self, line: bytes) -> None:
         name, _, value = line.partition(b":")

@@ -18,6 +18,7 @@ from aispend.instrumentation.exchange import HttpRequest, HttpResponse
 AttrValue = str | bool | int | float | tuple[str, ...]
 Attributes = dict[str, AttrValue]
 
+_DECODER = json.JSONDecoder()
 ESTIMATE_TEXT_LIMIT = 1_000_000  # output characters kept for an estimate; beyond, they are only counted
 
 
@@ -70,28 +71,52 @@ class StreamObserver(Protocol):
 HOLD_LIMIT = 4_000_000  # characters of event data held per stream before it is read as it comes
 
 
+def _ignore(event: dict[str, Any]) -> None:
+    """What a released ``HeldEvents`` applies events to: the stream is over."""
+
+
 class HeldEvents:
     """Event data kept (not parsed) until the stream ends. Usage, finish reasons, model and id sit
     in a stream's last events, and the text of the others is needed only when the provider reported
     no usage or content capture is on, so most events of a long stream are never parsed at all.
-    The user's chunks are never held: this keeps the observer's own copy of each event's data."""
+    The user's chunks are never held: this keeps the observer's own copy of each event's data.
+
+    ``release`` and ``discard`` end it (the observers call one of them when the stream closes) and
+    let go of ``apply``: it is the observer's own method, so keeping it would leave a reference
+    cycle per stream for the garbage collector (~15 objects, and collections to match)."""
 
     __slots__ = ("_apply", "_events", "_size")
 
     def __init__(self, apply: Callable[[dict[str, Any]], None]) -> None:
         self._apply = apply
-        self._events: list[str] = []
+        self._events: list[str | bytes] = []
         self._size = 0
 
     def add(self, data: str) -> None:
         self._events.append(data)
         self._size += len(data)
         if self._size > HOLD_LIMIT:
-            self.release()  # a very long stream: read what is held, in order, and keep going
+            self._read(self._apply)  # a very long stream: read what is held, in order, and keep going
+
+    def add_all(self, datas: list[bytes]) -> None:
+        """A batch of events' data, undecoded (``SSEParser``'s batches)."""
+        self._events += datas
+        self._size += sum(map(len, datas))
+        if self._size > HOLD_LIMIT:
+            self._read(self._apply)
 
     def release(self, enough: Callable[[list[dict[str, Any]]], bool] | None = None) -> None:
         """Parse the held events newest first until ``enough(parsed)`` (None: all of them), then
         apply the parsed ones in stream order."""
+        apply, self._apply = self._apply, _ignore
+        self._read(apply, enough)
+
+    def discard(self) -> None:
+        self._events, self._size, self._apply = [], 0, _ignore
+
+    def _read(
+        self, apply: Callable[[dict[str, Any]], None], enough: Callable[[list[dict[str, Any]]], bool] | None = None
+    ) -> None:
         parsed: list[dict[str, Any]] = []
         for data in reversed(self._events):
             event = event_json(data)
@@ -99,12 +124,9 @@ class HeldEvents:
                 parsed.append(event)
                 if enough is not None and enough(parsed):
                     break
-        self.discard()
-        for event in reversed(parsed):
-            self._apply(event)
-
-    def discard(self) -> None:
         self._events, self._size = [], 0
+        for event in reversed(parsed):
+            apply(event)
 
 
 class Adapter(Protocol):
@@ -208,11 +230,13 @@ def error_in_ok_body(body: Any, *answer_keys: str) -> str | None:
     return None
 
 
-def event_json(data: str) -> Any:
-    """Decode one SSE data payload; ``[DONE]`` and junk give None."""
+def event_json(data: str | bytes) -> Any:
+    """Decode one SSE data payload (text, or UTF-8 bytes); ``[DONE]`` and junk give None."""
     if not data or data == "[DONE]":
         return None
     try:
-        return json.loads(data)
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "replace")  # as SSEParser decodes an event's data
+        return _DECODER.decode(data)  # json.loads(data) without its checks for bytes and options
     except ValueError:
         return None

@@ -152,6 +152,9 @@ class _GeminiStream:
     def on_event(self, event: str, data: str) -> None:
         self._chunks.add(data)
 
+    def on_batch(self, datas: list[bytes]) -> None:
+        self._chunks.add_all(datas)
+
     def close(self) -> None:
         capture = self.observed.output_text is not None
         self._chunks.release(None if capture else _final_usage_in_tail)

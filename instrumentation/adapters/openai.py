@@ -214,6 +214,10 @@ class _OpenAIStream:
         elif data != "[DONE]":
             self._chunks.add(data)
 
+    def on_batch(self, datas: list[bytes]) -> None:
+        """Unnamed events (chat chunks), as ``on_event`` would hold them one by one."""
+        self._chunks.add_all([data for data in datas if data != b"[DONE]"])
+
     def close(self) -> None:
         capture = self.observed.output_text is not None
         self._finished.clear()

@@ -49,6 +49,38 @@ def test_any_chunking_gives_the_same_events(evs, newline, comments, cuts):
     assert parse(chunks) == expected
 
 
+def parse_batched(chunks: list[bytes]) -> list[tuple[str, str]]:
+    got: list[tuple[str, str]] = []
+    parser = SSEParser(
+        lambda event, data: got.append((event, data)),
+        lambda datas: got.extend(("", data.decode("utf-8", "replace")) for data in datas),
+    )
+    for chunk in chunks:
+        parser.feed(chunk)
+    parser.close()
+    return got
+
+
+@settings(max_examples=300, deadline=None)
+@given(events, st.sampled_from(["\n", "\r\n", "\r"]), st.booleans(), st.lists(st.integers(1, 40), max_size=30))
+def test_batched_events_are_the_same_events_in_the_same_order(evs, newline, comments, cuts):
+    body = encode(evs, newline, comments)
+    chunks, pos = [], 0
+    for n in cuts:
+        chunks.append(body[pos : pos + n])
+        pos += n
+    chunks.append(body[pos:])
+    assert parse_batched(chunks) == parse(chunks) == [(name, "\n".join(lines)) for name, lines in evs]
+
+
+def test_a_batch_is_one_call_for_consecutive_unnamed_one_line_events():
+    calls: list[object] = []
+    parser = SSEParser(lambda event, data: calls.append((event, data)), lambda datas: calls.append(list(datas)))
+    parser.feed(b'data: {"a":1}\n\ndata: {"b":2}\n\nevent: ping\ndata: x\n\ndata: [DONE]\n\ndata: tail')
+    parser.close()
+    assert calls == [[b'{"a":1}', b'{"b":2}'], ("ping", "x"), [b"[DONE]"], ("", "tail")]
+
+
 def test_fields_without_space_and_final_event_without_blank_line():
     assert parse([b"event:ping\ndata:{}\n\ndata: a\ndata: b"]) == [("ping", "{}"), ("", "a\nb")]
 

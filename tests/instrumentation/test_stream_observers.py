@@ -4,6 +4,7 @@ usage at its end is read from a handful of events."""
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -11,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aispend.instrumentation.adapters import anthropic, base, gemini, openai
+from aispend.instrumentation.adapters import anthropic, base, bedrock, cohere, gemini, ollama, openai
 from aispend.instrumentation.adapters.base import CallStart, Observed
+from aispend.instrumentation.sse import SSEParser
 from tests.fakes import payloads as p
 
 OPENAI = openai.OpenAIAdapter()
@@ -23,6 +25,19 @@ def run(adapter: Any, start: CallStart, events: list[tuple[str, Any]], capture: 
     observer = adapter.stream_observer(start, observed)
     for name, data in events:
         observer.on_event(name, data if isinstance(data, str) else json.dumps(data))
+    observer.close()
+    return observed
+
+
+def run_sse(adapter: Any, start: CallStart, events: list[tuple[str, Any]], capture: bool) -> Observed:
+    """As ``run``, through the SSE parser the recorder uses (unnamed events batched when the observer takes batches)."""
+    observed = Observed(output_text=[] if capture else None)
+    observer = adapter.stream_observer(start, observed)
+    parser = SSEParser(observer.on_event, getattr(observer, "on_batch", None))
+    for name, data in events:
+        text = data if isinstance(data, str) else json.dumps(data)
+        parser.feed((f"event: {name}\n" if name else "").encode() + f"data: {text}\n\n".encode())
+    parser.close()
     observer.close()
     return observed
 
@@ -92,6 +107,7 @@ def test_openai_chat_streams_read_as_if_every_chunk_was_parsed(choices, pieces, 
     events = chat_stream(choices, pieces, usage, cut, error)
     got = run(OPENAI, start, events, capture)
     same(got, reference(OPENAI, start, events, capture), got.usage_reported)
+    same(run_sse(OPENAI, start, events, capture), got, got.usage_reported)
 
 
 @pytest.mark.parametrize("capture", [False, True])
@@ -126,6 +142,7 @@ def test_responses_anthropic_and_gemini_streams(capture, cut):
         events = events[:cut] if cut is not None else events
         got = run(adapter, start, events, capture)
         same(got, reference(adapter, start, events, capture), got.usage_reported)
+        same(run_sse(adapter, start, events, capture), got, got.usage_reported)
 
 
 def test_a_long_stream_with_usage_is_read_from_its_last_chunks(monkeypatch):
@@ -147,3 +164,39 @@ def test_held_events_past_the_limit_are_read_as_they_come(monkeypatch):
     got = run(OPENAI, start, events, capture=False)
     same(got, reference(OPENAI, start, events, capture=False), False)
     assert got.output_chars == sum(len(f"w{i} ") for i in range(300))
+
+
+@pytest.mark.parametrize("capture", [False, True])
+@pytest.mark.parametrize(
+    "adapter",
+    [
+        OPENAI,
+        anthropic.AnthropicAdapter(),
+        gemini.GeminiAdapter(),
+        cohere.CohereAdapter(),
+        ollama.OllamaAdapter(),
+        bedrock.BedrockAdapter(),
+    ],
+    ids=lambda a: type(a).__name__,
+)
+def test_a_closed_stream_observer_leaves_no_reference_cycle(adapter, capture):
+    """Observers are freed when the stream is done, not left to the cycle collector: a cycle per
+    streamed call cost more than the rest of aispend's work on it (collections of the whole young
+    generation, ~20 per 1,000 calls)."""
+    events = [("", json.dumps({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]}))]
+    events += [("content_block_delta", json.dumps({"delta": {"text": "hi"}})), ("contentBlockDelta", "{}")]
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        observed = Observed(output_text=[] if capture else None)
+        observer = adapter.stream_observer(CallStart("chat", "llm", model="m", stream=True), observed)
+        for name, data in events:
+            observer.on_event(name, data)
+        observer.close()
+        del observer, observed
+        gc.collect()
+        left = [type(o).__qualname__ for o in gc.garbage if type(o).__module__.startswith("aispend")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
