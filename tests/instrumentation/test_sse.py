@@ -27,50 +27,37 @@ def encode(evs: list[tuple[str, list[str]]], newline: str, comments: bool) -> by
     return "".join(out).encode()
 
 
-def parse(chunks: list[bytes]) -> list[tuple[str, str]]:
+def parse(chunks: list[bytes], batched: bool = False) -> list[tuple[str, str]]:
+    """The events of ``chunks``; ``batched``: runs of plain data events arrive as one batch."""
     got: list[tuple[str, str]] = []
-    parser = SSEParser(lambda event, data: got.append((event, data)))
+    on_batch = (lambda datas: got.extend(("", data.decode("utf-8", "replace")) for data in datas)) if batched else None
+    parser = SSEParser(lambda event, data: got.append((event, data)), on_batch)
     for chunk in chunks:
         parser.feed(chunk)
     parser.close()
     return got
+
+
+def cut(body: bytes, cuts: list[int]) -> list[bytes]:
+    chunks, pos = [], 0
+    for n in cuts:
+        chunks.append(body[pos : pos + n])
+        pos += n
+    return [*chunks, body[pos:]]
 
 
 @settings(max_examples=300, deadline=None)
 @given(events, st.sampled_from(["\n", "\r\n", "\r"]), st.booleans(), st.lists(st.integers(1, 40), max_size=30))
 def test_any_chunking_gives_the_same_events(evs, newline, comments, cuts):
-    body = encode(evs, newline, comments)
-    chunks, pos = [], 0
-    for n in cuts:
-        chunks.append(body[pos : pos + n])
-        pos += n
-    chunks.append(body[pos:])
-    expected = [(name, "\n".join(lines)) for name, lines in evs]
-    assert parse(chunks) == expected
-
-
-def parse_batched(chunks: list[bytes]) -> list[tuple[str, str]]:
-    got: list[tuple[str, str]] = []
-    parser = SSEParser(
-        lambda event, data: got.append((event, data)),
-        lambda datas: got.extend(("", data.decode("utf-8", "replace")) for data in datas),
-    )
-    for chunk in chunks:
-        parser.feed(chunk)
-    parser.close()
-    return got
+    chunks = cut(encode(evs, newline, comments), cuts)
+    assert parse(chunks) == [(name, "\n".join(lines)) for name, lines in evs]
 
 
 @settings(max_examples=300, deadline=None)
 @given(events, st.sampled_from(["\n", "\r\n", "\r"]), st.booleans(), st.lists(st.integers(1, 40), max_size=30))
 def test_batched_events_are_the_same_events_in_the_same_order(evs, newline, comments, cuts):
-    body = encode(evs, newline, comments)
-    chunks, pos = [], 0
-    for n in cuts:
-        chunks.append(body[pos : pos + n])
-        pos += n
-    chunks.append(body[pos:])
-    assert parse_batched(chunks) == parse(chunks) == [(name, "\n".join(lines)) for name, lines in evs]
+    chunks = cut(encode(evs, newline, comments), cuts)
+    assert parse(chunks, batched=True) == parse(chunks) == [(name, "\n".join(lines)) for name, lines in evs]
 
 
 def test_a_batch_is_one_call_for_consecutive_unnamed_one_line_events():
