@@ -63,11 +63,14 @@ def _json_columns(rows: Sequence[Sequence[Any]]) -> list[str]:
     return [dumps(column) for column in zip(*rows, strict=True)]
 
 
+Sets = dict[str, "tuple[str, tuple[str, ...]] | None"]  # shared SQL -> _as_set(...)
+
+
 class _PostgresTx:
-    def __init__(self, cur: Any, types: Types) -> None:
+    def __init__(self, cur: Any, types: Types, sets: Sets) -> None:
         self._cur = cur
         self._types = types
-        self._sets: dict[str, tuple[str, tuple[str, ...]] | None] = {}
+        self._sets = sets  # the ledger's, so each statement is rewritten once
 
     def _set(self, sql: str) -> tuple[str, tuple[str, ...]] | None:
         if sql not in self._sets:
@@ -119,11 +122,13 @@ class PostgresLedger(Ledger):
         self.url = url
         self._connect_timeout = connect_timeout
         self._types: Types = {}  # known after the schema is made: until then, rows go one by one
+        self._sets: Sets = {}
         self._readers = ReadPool(self._connect, self.READERS, usable=lambda c: not (c.closed or c.broken))
         try:
             self._conn = self._connect()
             self._create()  # under the "schema" lock: replicas starting together take turns
             self._types = self._column_types()
+            self._sets.clear()  # rewritten before the types were known: one row at a time
         except (psycopg.Error, LedgerError) as exc:
             self._readers.close()
             raise ValueError(f"cannot open the PostgreSQL ledger at {redacted(url)}: {_reason(exc, url)}") from None
@@ -181,7 +186,7 @@ class PostgresLedger(Ledger):
                             raise
                         continue
                     with stack:
-                        yield _PostgresTx(cur, self._types)
+                        yield _PostgresTx(cur, self._types, self._sets)
                     return
         except (psycopg.Error, OverflowError) as exc:
             raise LedgerError(f"ledger write to {redacted(self.url)} failed: {_reason(exc, self.url)}") from exc
