@@ -83,10 +83,5 @@ class ReadPool:
 
     def close(self) -> None:
         with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._made -= len(idle)
-            self._cond.notify_all()
-        for conn in idle:
-            with suppress(Exception):
-                conn.close()
+            self._closed = True  # from now on a connection given back is closed, not kept
+        self.discard_idle()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 
 from tests.support.collector import free_port
+from tests.support.processes import LoggedProcess
 
 try:
     import psycopg
@@ -20,7 +20,7 @@ except ImportError:  # the dev extra installs it
     psycopg = None  # type: ignore[assignment]
 
 
-class Aispend:
+class Aispend(LoggedProcess):
     """One aispend replica; ``start()`` returns once it printed its start-up line (receivers open)."""
 
     def __init__(self, tmp: Path, ledger: str, name: str = "aispend", *extra: str) -> None:
@@ -59,25 +59,6 @@ class Aispend:
             time.sleep(0.05)
         self.kill()
         raise AssertionError(f"{self.name} did not start in {timeout}s:\n{self.log()[offset:][-3000:]}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.proc = None
-        return code
-
-    def kill(self) -> int:
-        return self.stop(signal.SIGKILL)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def ledger_calls(url: str) -> tuple[int, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
 import socket
 import subprocess
 import urllib.error
@@ -29,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tests.support.polling import eventually
+from tests.support.processes import LoggedProcess
 from tests.support.stack import ROOT
 
 BINARY = ROOT / "bin" / "otelcol-aispend"
@@ -77,7 +77,7 @@ def scrape(port: int) -> str:
         return response.read().decode()
 
 
-class Collector:
+class Collector(LoggedProcess):
     """One collector process; ``start()`` returns once its health check says every pipeline runs."""
 
     def __init__(
@@ -146,25 +146,6 @@ class Collector:
 
     def metrics(self) -> str:
         return scrape(self.ports["metrics"])
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.proc = None
-        return code
-
-    def kill(self) -> int:
-        return self.stop(signal.SIGKILL)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 class GrpcSink:
