@@ -703,14 +703,14 @@ class Ledger:
                 c.cost, c.priced = Decimal(0), False
         rows = [_call_row(c, acc.instance) for c in calls]
         inserted = tx.insert_new(self._insert_call, rows)
-        new = [c for c, ok in zip(calls, inserted, strict=True) if ok]
+        written = [(c, row) for c, row, ok in zip(calls, rows, inserted, strict=True) if ok]
+        new = [c for c, _ in written]
         if len(new) < len(calls):  # identity was checked under the locks: only a race with a lockless writer
             outcome.duplicate("retry", len(calls) - len(new))
         daily: dict[tuple[Any, ...], list[Any]] = {}
         durations: dict[tuple[Any, ...], int] = {}
-        for c in new:
-            nano = to_nano(c.cost)
-            day = utc_day(c.start_ns)
+        for c, row in written:
+            nano, day = row[_ROW_COST], row[_ROW_DAY]  # as the row has them, not computed again
             labels = (c.service, c.provider, c.model, c.operation, c.feature, c.customer, c.key)
             key = (acc.instance, day, *labels, c.status)
             agg = daily.get(key)
@@ -1020,6 +1020,9 @@ def _group(start: identity.Known, pending: identity.KnownSet) -> list[identity.K
 def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
     for i in range(0, len(values), size):
         yield values[i : i + size]
+
+
+_ROW_COST, _ROW_DAY = CALL_COLUMNS.index("cost_nusd"), CALL_COLUMNS.index("day")
 
 
 def _call_row(c: Call, instance: str) -> tuple[Any, ...]:
