@@ -693,7 +693,8 @@ class Ledger:
         free = _FreeTiers(tx, self.dialect)
         if acc.price is not None:
             unpriced = [c for c in calls if c.cost is None]
-            free.lock(_free_slots(unpriced, acc.price))
+            if self.locks_keys:  # row locks in one order; SQLite's transaction holds the whole file
+                free.lock(_free_slots(unpriced, acc.price))
             for c in unpriced:
                 staged = acc.price(c, lambda tier, when, c=c: free.used(c.provider, c.key, tier, when))
                 if staged is not None:
