@@ -4,13 +4,15 @@ bare protobuf decoding of the same batches; and resident memory at 100,000 label
 
 Run: .venv/bin/python benchmarks/exporter_throughput.py [--batches 200] [--series 100000]
          [--ledger sqlite:///path] [--ledger postgresql://user@host/db] [--baseline-tree PATH]
-         [--peer-spanmetrics] [--only sqlite|postgres|none]
+         [--peer-spanmetrics] [--only sqlite|postgres|none] [--rounds N]
 Without ``--ledger postgresql://...`` a throwaway PostgreSQL server is started
 (tests/support/postgres.py; Debian's postgresql package). Each configuration gets a fresh ledger:
 a file beside the given SQLite path, a new database on the given PostgreSQL server (its user must
 be allowed to CREATE DATABASE; the benchmark's databases are dropped at the end).
 ``--baseline-tree PATH`` runs the ledger configurations again with the server from another checkout
-(e.g. `git worktree add ../base c2b1261`), printing before / after and the ratio, one run.
+(e.g. `git worktree add ../base c2b1261`), printing before / after and the ratio, in one run;
+``--rounds N`` runs each configuration N times, before and after taking turns going first, and
+shows the median figures and the median and range of the rounds' after / before ratios.
 Two replicas are two `aispend serve` processes with their own --instance-id on one database, the
 senders split between them. CPU per span counts the aispend processes (with decode workers) and,
 for a PostgreSQL server this benchmark started, the database's processes.
@@ -24,6 +26,7 @@ import argparse
 import os
 import re
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -376,6 +379,11 @@ def describe(name: str, r: Result, bare: float, expected_rows: int) -> str:
     )
 
 
+def _median_run(runs: list[Result]) -> Result:
+    """The run with the median rate (of an even count, the lower one): its CPU figures go with it."""
+    return sorted(runs, key=lambda r: r.rate)[(len(runs) - 1) // 2]
+
+
 def _verdict(rate: float, target: float) -> str:
     return "not measured" if not rate else "met" if rate >= target else "NOT met"
 
@@ -401,6 +409,12 @@ def main() -> None:
     )
     parser.add_argument("--skip-memory", action="store_true", help="leave out the 100,000 label sets memory run")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="runs of each configuration (with --baseline-tree: before and after alternately); the median is shown",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         choices=("sqlite", "postgres", "none"),
@@ -422,7 +436,6 @@ def main() -> None:
     spans = len(payloads) * BATCH
     bare = decode_rate(payloads)
     print(f"bare protobuf decode (this process):      {bare:>10,.0f} spans/s")
-    results: dict[tuple[str, str], Result] = {}
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         ledgers = Ledgers(args.ledger, tmp, stack)
@@ -438,27 +451,37 @@ def main() -> None:
             (f"ledger off, {workers} decode worker(s)", "none", 1, ["--decode-workers", workers], False),
         )
         trees = [("after", None)] + ([("before", baseline)] if baseline is not None else [])
+        runs: dict[tuple[str, str], list[Result]] = {}
         for n, (name, kind, replicas, extra, with_baseline) in enumerate(configurations):
-            for label, tree in trees:
-                if (args.only and kind not in args.only) or (tree is not None and not with_baseline):
-                    continue
-                ledger = "none" if kind == "none" else ledgers.fresh(kind, f"{n}-{label}")
-                db_cpu = ledgers.db_cpu if kind == "postgres" and ledgers.db_pid is not None else None
-                result = run_configuration(tmp, ledger, replicas, extra, warm, payloads, tree, db_cpu)
-                results[(name, label)] = result
-                shown = f"{name} [{label}]" if baseline is not None else name
-                print(describe(shown, result, bare, spans + replicas * BATCH), flush=True)  # with the warm-ups
+            for r in range(args.rounds):
+                # before and after take turns going first: drift on a shared machine hits both alike
+                for label, tree in trees if r % 2 == 0 else trees[::-1]:
+                    if (args.only and kind not in args.only) or (tree is not None and not with_baseline):
+                        continue
+                    ledger = "none" if kind == "none" else ledgers.fresh(kind, f"{n}-{label}-{r}")
+                    db_cpu = ledgers.db_cpu if kind == "postgres" and ledgers.db_pid is not None else None
+                    result = run_configuration(tmp, ledger, replicas, extra, warm, payloads, tree, db_cpu)
+                    runs.setdefault((name, label), []).append(result)
+                    shown = f"{name} [{label}]" if baseline is not None else name
+                    shown += f" #{r + 1}" if args.rounds > 1 else ""
+                    print(describe(shown, result, bare, spans + replicas * BATCH), flush=True)  # with the warm-ups
+        results = {key: _median_run(rs) for key, rs in runs.items()}
         if baseline is not None:
-            print(f"before: {baseline}; after: {ROOT}")
+            rounds = f"; median of {args.rounds} rounds" if args.rounds > 1 else ""
+            print(f"before: {baseline}; after: {ROOT}{rounds}")
             print(f"  {'configuration':<40} {'before':>9} {'after':>9} {'after/before':>13}   CPU/span before -> after")
             for name, *_ in configurations:
                 before, after = results.get((name, "before")), results.get((name, "after"))
                 if before is None or after is None:
                     continue
                 total = [r.server_us + (r.db_us or 0.0) for r in (before, after)]
+                # the ratio of each round's pair (run back to back), their median and range
+                pairs = zip(runs[(name, "after")], runs[(name, "before")], strict=True)
+                ratios = sorted(a.rate / b.rate for a, b in pairs)
+                spread = f" (rounds {ratios[0]:.2f}-{ratios[-1]:.2f})" if len(ratios) > 1 else ""
                 print(
-                    f"  {name:<40} {before.rate:>9,.0f} {after.rate:>9,.0f} {after.rate / before.rate:>13.2f}"
-                    f"   {total[0]:.1f} -> {total[1]:.1f} µs (server + database)"
+                    f"  {name:<40} {before.rate:>9,.0f} {after.rate:>9,.0f} {statistics.median(ratios):>13.2f}"
+                    f"   {total[0]:.1f} -> {total[1]:.1f} µs (server + database){spread}"
                 )
         for label, _ in trees:
             one = results.get(("ledger on (PostgreSQL), 1 replica", label))
