@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aispend.exporter import identity
+from aispend.exporter.ledger_checkpoint import Checkpointer
 from aispend.exporter.ledger_health import BUSY_TIMEOUT_S, FileIdentity, describe, unwritable
 from aispend.exporter.ledger_readers import PoolClosed, ReadPool
 from aispend.exporter.metrics import BUCKETS
@@ -1167,6 +1168,7 @@ class SQLiteLedger(Ledger):
         self.path = path
         self.url = f"sqlite:///{path}"
         self._owner = None
+        self._checkpointer: Checkpointer | None = None
         self.identity: FileIdentity | None = None
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -1182,13 +1184,16 @@ class SQLiteLedger(Ledger):
             # A batch changes a page per span in each index by id (they are random): at SQLite's
             # default of 1,000 pages the WAL was copied back into the file after nearly every
             # batch, each page once per batch; at 10,000 a page changed by several batches is
-            # copied once (a batch's commit took half the time). The file is cut back after.
+            # copied once (a batch's commit took half the time). The file is cut back after. A
+            # thread of the writer's copies it meanwhile (ledger_checkpoint), off the commits' path.
             self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
             self._conn.execute(f"PRAGMA journal_size_limit={WAL_PAGES * 4096}")
             self._create()
             if path != ":memory:":
                 self._readers = ReadPool(lambda: self._read_connection(path, busy_timeout), self.READERS)
                 self._readers.open(self.READERS)
+            if writer and path != ":memory:":
+                self._checkpointer = Checkpointer(path)
         except (sqlite3.Error, LedgerError) as exc:
             if self._readers is not None:
                 self._readers.close()
@@ -1207,6 +1212,8 @@ class SQLiteLedger(Ledger):
         return conn
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         super().close()
         if self._owner is not None:
             self._owner.close()
