@@ -447,7 +447,7 @@ def main() -> None:
             ("ledger on (PostgreSQL), 1 replica", "postgres", 1, [], True),
             ("ledger on (PostgreSQL), 2 replicas", "postgres", 2, [], True),
             ("ledger off", "none", 1, [], True),
-            (f"ledger on (SQLite), {workers} decode worker(s)", "sqlite", 1, ["--decode-workers", workers], False),
+            (f"ledger on (SQLite), {workers} decode worker(s)", "sqlite", 1, ["--decode-workers", workers], True),
             (f"ledger off, {workers} decode worker(s)", "none", 1, ["--decode-workers", workers], False),
         )
         trees = [("after", None)] + ([("before", baseline)] if baseline is not None else [])
