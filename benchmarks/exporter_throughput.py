@@ -467,7 +467,12 @@ def main() -> None:
                     print(describe(shown, result, bare, spans + replicas * BATCH), flush=True)  # with the warm-ups
         results = {key: _median_run(rs) for key, rs in runs.items()}
         if baseline is not None:
-            rounds = f"; median of {args.rounds} rounds" if args.rounds > 1 else ""
+            rounds = ""
+            if args.rounds > 1:
+                rounds = (
+                    f"; before, after: the median run of {args.rounds}; after/before: the median of the"
+                    " rounds' ratios (each round's pair ran back to back), their range at the end"
+                )
             print(f"before: {baseline}; after: {ROOT}{rounds}")
             print(f"  {'configuration':<40} {'before':>9} {'after':>9} {'after/before':>13}   CPU/span before -> after")
             for name, *_ in configurations:
