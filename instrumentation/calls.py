@@ -33,8 +33,15 @@ from aispend.instrumentation import attribution
 from aispend.instrumentation.adapters import Adapter, CallStart, Observed, Router
 from aispend.instrumentation.adapters.base import StreamObserver, set_usage
 from aispend.instrumentation.config import InstrumentationConfig
-from aispend.instrumentation.decoding import Decoder, decoder_for
-from aispend.instrumentation.exchange import MAX_BODY, READ_HEADERS, HeaderNames, HttpRequest, HttpResponse
+from aispend.instrumentation.decoding import IDENTITY, Decoder, decoder_for
+from aispend.instrumentation.exchange import (
+    MAX_BODY,
+    READ_HEADERS,
+    HeaderNames,
+    HttpRequest,
+    HttpResponse,
+    body_headers,
+)
 from aispend.instrumentation.framing import StreamParser, framed, parser_for
 from aispend.instrumentation.safety import log_once
 from aispend.instrumentation.sdk_errors import for_sdk
@@ -436,9 +443,8 @@ class Tap:
         self._body: bytearray | None = None
         self._chunks: list[bytes] = []
         self._pending = 0
-        self._jobs.submit(
-            self._open, headers.get("content-type", ""), None if already_decoded else headers.get("content-encoding")
-        )
+        content_type, encoding = body_headers(headers)
+        self._jobs.submit(self._open, content_type, None if already_decoded else encoding)
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
@@ -486,9 +492,12 @@ class Tap:
         if self._decoder is None or not chunks:
             return
         try:
-            decode = self._decoder.decode
             # one buffer for the batch (at most BATCH_BYTES and a chunk): one parser pass, not one a chunk
-            data = decode(chunks[0]) if len(chunks) == 1 else b"".join([decode(chunk) for chunk in chunks])
+            if self._decoder is IDENTITY:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            else:
+                decode = self._decoder.decode
+                data = decode(chunks[0]) if len(chunks) == 1 else b"".join([decode(chunk) for chunk in chunks])
             if self._sse is not None:
                 self._sse.feed(data)
             elif self._body is not None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from aispend.instrumentation import fastjson
+
 MAX_BODY = 16 * 1024 * 1024  # bodies larger than this are passed through unparsed
 
 
@@ -102,20 +104,37 @@ def read_lowered_headers(
     }
 
 
-_DECODER = json.JSONDecoder()
-
-
 def parse_json(body: bytes | None) -> Any:
     if not body or len(body) > MAX_BODY:
         return None
     try:  # UTF-8, as every provider sends: skips json.loads' encoding detection
-        return _DECODER.decode(body.decode("utf-8") if isinstance(body, bytes | bytearray) else body)
+        return fastjson.loads(body)
     except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
         pass
     try:  # a BOM, UTF-16 or UTF-32
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def body_headers(headers: Mapping[str, str]) -> tuple[str, str | None]:
+    """A response's ``content-type`` ("" if absent) and ``content-encoding`` (None if absent).
+    httpx's headers are read in one pass over their (raw, lower-case name, value) triples: each
+    ``get`` on them lower-cases the name, works out the encoding and scans every header."""
+    items = getattr(headers, "_list", None)
+    if isinstance(items, list) and (not items or len(items[0]) == 3):
+        content_type: bytes | None = None
+        encoding: bytes | None = None
+        for _, lower, value in items:  # a repeated header is joined with ", ", as get() joins it
+            if lower == b"content-type":
+                content_type = value if content_type is None else content_type + b", " + value
+            elif lower == b"content-encoding":
+                encoding = value if encoding is None else encoding + b", " + value
+        return (
+            "" if content_type is None else content_type.decode("latin-1"),
+            None if encoding is None else encoding.decode("latin-1"),
+        )
+    return headers.get("content-type", ""), headers.get("content-encoding")
 
 
 def default_port(scheme: str) -> int:

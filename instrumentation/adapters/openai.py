@@ -28,6 +28,7 @@ from aispend.instrumentation.adapters.base import (
     set_usage,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+from aispend.instrumentation.sse import DataBlocks
 
 # path suffix -> (operation, service kind)
 _ENDPOINTS = (
@@ -214,9 +215,10 @@ class _OpenAIStream:
         elif data != "[DONE]":
             self._chunks.add(data)
 
-    def on_batch(self, datas: list[bytes]) -> None:
-        """Unnamed events (chat chunks), as ``on_event`` would hold them one by one."""
-        self._chunks.add_all([data for data in datas if data != b"[DONE]"])
+    def on_batch(self, datas: list[bytes] | DataBlocks) -> None:
+        """Unnamed events (chat chunks), as ``on_event`` would hold them one by one (``[DONE]``
+        is skipped when they are read)."""
+        self._chunks.add_all(datas)
 
     def close(self) -> None:
         capture = self.observed.output_text is not None
