@@ -1,8 +1,9 @@
 """What the adapters see of an HTTP exchange: small values, independent of the client.
 
-They are treated as immutable (nothing assigns to them after construction) but are not
-``frozen`` dataclasses: a frozen one costs ~2.5 µs to build (a ``object.__setattr__`` per field),
-and every instrumented call builds two requests and a response.
+They are treated as immutable once complete (a request's content is filled in once, by
+``with_content``, before any adapter reads it) but are not ``frozen`` dataclasses: a frozen one
+costs ~2.5 µs to build (a ``object.__setattr__`` per field), and every call builds a request and
+a response.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ class HttpRequest:
         return parse_json(self.body)
 
     def with_content(self, query: str, headers: Mapping[str, str], body: bytes | None) -> HttpRequest:
-        """This head, with what is read only for a request an adapter recognised."""
-        return HttpRequest(self.method, self.scheme, self.host, self.port, self.path, query, headers, body)
+        """This head, with what is read only for a request an adapter recognised. Filled in
+        place: a head is its hook's own, made for this one request, and nothing has read its
+        content before (the router reads method, host, port and path only)."""
+        self.query, self.headers, self.body = query, headers, body
+        return self
 
     def query_params(self) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(self.query).items()}

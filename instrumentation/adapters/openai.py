@@ -211,10 +211,12 @@ class _OpenAIStream:
         self._reasons: dict[int, str] = {}
         self._finished: set[Any] = set()  # choice indexes whose finish reason the read-back has seen
         self._chunks = HeldEvents(self._apply)
-        self._deltas = HeldEvents(self._apply)
+        self._deltas: HeldEvents | None = None  # Responses API text deltas, made when the first comes
 
     def on_event(self, event: str, data: str) -> None:
         if event == "response.output_text.delta":
+            if self._deltas is None:
+                self._deltas = HeldEvents(self._apply)
             self._deltas.add(data)
         elif event:
             chunk = event_json(data)
@@ -232,6 +234,8 @@ class _OpenAIStream:
         capture = self.observed.output_text is not None
         self._finished.clear()
         self._chunks.release(None if capture else self._enough)
+        if self._deltas is None:
+            return
         if capture or not self.observed.usage_reported:
             self._deltas.release()
         else:
@@ -274,8 +278,11 @@ class _OpenAIStream:
             reason = choice.get("finish_reason")
             if type(reason) is str:
                 index = choice.get("index")
-                self._reasons[index if isinstance(index, int) else 0] = reason
-                attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(self._reasons[i] for i in sorted(self._reasons))
+                reasons = self._reasons
+                reasons[index if isinstance(index, int) else 0] = reason
+                attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = (
+                    (reason,) if len(reasons) == 1 else tuple(reasons[i] for i in sorted(reasons))
+                )
         usage = usage_in(chunk)
         if usage is not None and _chat_usage(attrs, usage):
             observed.usage_reported = True
