@@ -9,7 +9,12 @@ uninstrumented process. A worker warms both kinds of call up, then makes ``--cal
 each kind between markers (``os.getppid()``, with ``--dump-before=getppid``: callgrind writes
 the count of the instructions since the last marker); the tracer provider is force-flushed
 before each marker, so every thread's work is counted (aispend's recording thread, the span
-processor's). Added = configuration minus baseline, per call.
+processor's). Added = configuration minus baseline, per call. The garbage collector is off while
+counting (``--with-gc`` leaves it on): a collection lands in whichever configuration's calls
+happen to cross its threshold, and a full one costs as much as a few hundred calls, which made
+two runs of the same code differ by 200 K instructions a call; with it off they agree within
+about 10 K. Every span-making configuration (aispend and the peers alike) triggers about twenty
+young collections per thousand calls here (the spans waiting in the batch processor's queue).
 
 Instructions are not time: a thread hand-off or a cache miss costs time and few instructions
 (``instrumentation_overhead`` measures the time), and the kernel's work is not counted. They
@@ -23,6 +28,7 @@ docstring (run with the interpreter of a venv that has them); a missing one is s
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import os
 import shutil
@@ -43,7 +49,7 @@ KINDS = ("non-streaming", "streaming")
 WARM_UP = 20
 
 
-def worker(name: str, fake_url: str, calls: int) -> None:
+def worker(name: str, fake_url: str, calls: int, with_gc: bool) -> None:
     import openai
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -68,6 +74,9 @@ def worker(name: str, fake_url: str, calls: int) -> None:
         plain()
         streaming()
     provider.force_flush()
+    if not with_gc:
+        gc.collect()
+        gc.disable()
     os.getppid()  # marker: callgrind dumps the count so far (start-up, warm-up)
     for fn in (plain, streaming):
         for _ in range(calls):
@@ -77,7 +86,7 @@ def worker(name: str, fake_url: str, calls: int) -> None:
     provider.shutdown()
 
 
-def count(name: str, fake_url: str, calls: int, out: Path) -> dict[str, float]:
+def count(name: str, fake_url: str, calls: int, out: Path, with_gc: bool) -> dict[str, float]:
     """Instructions per call of each kind for one configuration."""
     prefix = out / name.replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", "")
     cmd = [
@@ -93,6 +102,7 @@ def count(name: str, fake_url: str, calls: int, out: Path) -> dict[str, float]:
         fake_url,
         "--calls",
         str(calls),
+        *(["--with-gc"] if with_gc else []),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -115,11 +125,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=60, help="calls per configuration and kind")
     parser.add_argument("--only", help="comma-separated configurations (baseline always runs)")
     parser.add_argument("--jobs", type=int, default=2, help="configurations counted at once")
+    parser.add_argument(
+        "--with-gc", action="store_true", help="leave the garbage collector on while counting (adds its noise)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--fake", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.fake, args.calls)
+        worker(args.worker, args.fake, args.calls, args.with_gc)
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed: apt-get install valgrind (this benchmark counts with callgrind)")
@@ -143,16 +156,19 @@ def main() -> None:
         fake_url = server.stdout.readline().strip()  # type: ignore[union-attr]
         started = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max(args.jobs, 1)) as pool:
-            futures = {name: pool.submit(count, name, fake_url, args.calls, Path(tmp)) for name in names}
+            futures = {name: pool.submit(count, name, fake_url, args.calls, Path(tmp), args.with_gc) for name in names}
             counts = {name: future.result() for name, future in futures.items()}
     finally:
         server.terminate()
         server.wait()
-    report(counts, args.calls, time.monotonic() - started)
+    report(counts, args.calls, time.monotonic() - started, args.with_gc)
 
 
-def report(counts: dict[str, dict[str, float]], calls: int, seconds: float) -> None:
-    print(f"instructions per call (callgrind, all threads), {calls} calls per configuration and kind, {seconds:.0f} s")
+def report(counts: dict[str, dict[str, float]], calls: int, seconds: float, with_gc: bool) -> None:
+    print(
+        f"instructions per call (callgrind, all threads), {calls} calls per configuration and kind, {seconds:.0f} s,"
+        f" garbage collector {'on' if with_gc else 'off while counting'}"
+    )
     for kind in KINDS:
         base = counts[overhead.BASELINE][kind]
         print(f"\n{kind}: baseline {base / 1e6:,.2f} M instructions per call")

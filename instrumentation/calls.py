@@ -4,14 +4,16 @@ The HTTP hooks hand us client-independent ``HttpRequest``/``HttpResponse`` value
 chunks; adapters turn them into attributes; ``Call.finish`` records the span exactly once,
 whichever of end-of-stream, close, garbage collection or an error comes first.
 
-Split by thread. On the calling thread: route the request, strip the ``x-aispend-*`` headers,
-note the time, the OTel context and the ``attribute()`` scope, and hand the body bytes (each
-streamed chunk as it passes) to ``worker.background``. On the worker: parse the request, the response and
-the stream, resolve attribution, and make the span with the noted start time and parent. Made
-in one go it is the same span the SDK would export had it been started when the request left;
-aispend never makes its span current, so nothing can tell the difference while the call is in
-flight. With the budget guard on, the request is read on the calling thread, since the guard
-needs the model and the attribution before the call is sent.
+Two halves. While the call is in flight: route the request, strip the ``x-aispend-*`` headers,
+note the time, the OTel context and the ``attribute()`` scope, and keep references to the body
+bytes (each streamed chunk as it passes). When it ends, as one job: parse the request, the
+response and the stream, resolve attribution, and make the span with the noted start time and
+parent. Made in one go it is the same span the SDK would export had it been started when the
+request left; aispend never makes its span current, so nothing can tell the difference while
+the call is in flight. The job runs on the calling thread (``worker.inline``, the default) or
+on the recording thread (``worker.background``, ``AISPEND_RECORD_INLINE=false``). With the
+budget guard on, the request is read before the call is sent, since the guard needs the model
+and the attribution.
 """
 
 from __future__ import annotations
