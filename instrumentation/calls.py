@@ -177,7 +177,32 @@ def _span_name(adapter: Adapter, start: CallStart) -> str:
     return f"{start.operation} {start.model}"
 
 
+_STARTS_KEPT = 256
+# (adapter, operation, kind, model, stream, host, port, who) -> the attributes they make: most
+# calls of a process repeat a few of them, and building the dict is half the cost of copying it
+_starts: dict[tuple[Any, ...], tuple[Adapter, dict[str, Any]]] = {}
+
+
 def _start_attributes(
+    adapter: Adapter, start: CallStart, request: HttpRequest, who: attribution.Attribution
+) -> dict[str, Any]:
+    """The span's attributes known from the request (a new dict: the caller adds to it)."""
+    key = (id(adapter), start.operation, start.kind, start.model, start.stream, request.host, request.port, who)
+    known = _starts.get(key)
+    if known is not None and known[0] is adapter:  # the adapter itself: an id is reused once it is gone
+        attrs = known[1].copy()
+    else:
+        if len(_starts) >= _STARTS_KEPT:
+            _starts.clear()
+        made = _build_start_attributes(adapter, start, request, who)
+        _starts[key] = (adapter, made)
+        attrs = made.copy()
+    if start.attributes:
+        attrs.update(start.attributes)
+    return attrs
+
+
+def _build_start_attributes(
     adapter: Adapter, start: CallStart, request: HttpRequest, who: attribution.Attribution
 ) -> dict[str, Any]:
     attrs: dict[str, Any] = {
@@ -196,7 +221,6 @@ def _start_attributes(
         value = getattr(who, field)
         if value:
             attrs[name] = value
-    attrs.update(start.attributes)
     return attrs
 
 
