@@ -1,8 +1,8 @@
 """Instructions aispend adds to an OpenAI SDK call, against every peer, counted by callgrind.
 
 Wall time on a shared machine moves by more than the differences between instrumentations;
-instruction counts hardly move (well under 1% between runs), so this is the figure to cut work
-by. Each configuration of ``instrumentation_overhead`` (baseline, aispend, aispend on its
+instruction counts hardly move (well under 1% of a call between runs), so this is the figure to
+cut work by. Each configuration of ``instrumentation_overhead`` (baseline, aispend, aispend on its
 recording thread, openai-v2, OpenLLMetry, OpenLIT, aispend with the budget guard) runs in its own
 process under ``valgrind --tool=callgrind``, instrumented once, against the fake provider in an
 uninstrumented process. A worker warms both kinds of call up, then makes ``--calls`` calls of
@@ -11,10 +11,11 @@ the count of the instructions since the last marker); the tracer provider is for
 before each marker, so every thread's work is counted (aispend's recording thread, the span
 processor's). Added = configuration minus baseline, per call. The garbage collector is off while
 counting (``--with-gc`` leaves it on): a collection lands in whichever configuration's calls
-happen to cross its threshold, and a full one costs as much as a few hundred calls, which made
-two runs of the same code differ by 200 K instructions a call; with it off they agree within
-about 10 K. Every span-making configuration (aispend and the peers alike) triggers about twenty
-young collections per thousand calls here (the spans waiting in the batch processor's queue).
+happen to cross its threshold, and a full one costs as much as a few hundred calls, which once
+put 200 K instructions a call on one configuration; with it off, the same code counted twice
+agrees within 10-35 K (streams, whose reads depend on how the bytes arrive, move the most).
+Every span-making configuration (aispend and the peers alike) triggers about twenty young
+collections per thousand calls here (the spans waiting in the batch processor's queue).
 
 Instructions are not time: a thread hand-off or a cache miss costs time and few instructions
 (``instrumentation_overhead`` measures the time), and the kernel's work is not counted. They
