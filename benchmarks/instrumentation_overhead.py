@@ -1,7 +1,7 @@
 """Latency and CPU aispend adds to an OpenAI SDK call, against every peer, in the same run.
 
-Compared: no instrumentation (baseline), aispend (spans made on its recording thread, the
-default), aispend with AISPEND_RECORD_INLINE (spans made on the calling thread), the official
+Compared: no instrumentation (baseline), aispend (spans made on the calling thread, the
+default), aispend with AISPEND_RECORD_INLINE=false (spans made on its recording thread), the official
 opentelemetry-instrumentation-openai-v2, OpenLLMetry's opentelemetry-instrumentation-openai
 (traceloop), OpenLIT's OpenAI instrumentation, and aispend with the budget guard on (no budget
 matching the call). The peers patch the openai SDK globally and cannot all be undone, so each
@@ -67,7 +67,7 @@ BASELINE = "baseline (none)"
 CONFIGS: dict[str, str | None] = {
     BASELINE: None,
     "aispend": None,
-    "aispend inline": None,
+    "aispend background": None,
     "openai-v2": "opentelemetry.instrumentation.openai_v2",
     "OpenLLMetry": "opentelemetry.instrumentation.openai",
     "OpenLIT": "openlit",
@@ -156,8 +156,8 @@ def instrument(name: str, provider: TracerProvider, fake_url: str, budgets_url: 
         from aispend.instrumentation import AiSpendInstrumentor
 
         kwargs: dict[str, object] = {"tracer_provider": provider, "provider_urls": urls}
-        if name == "aispend inline":
-            kwargs["record_inline"] = True
+        if name == "aispend background":
+            kwargs["record_inline"] = False
         if name == "aispend + budget guard":
             kwargs.update(budgets_url=budgets_url, budgets_refresh_seconds=1)
         AiSpendInstrumentor().instrument(**kwargs)

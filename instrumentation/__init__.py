@@ -35,12 +35,14 @@ Settings (keyword argument to ``instrument()`` or environment variable):
 - ``budgets_url`` / ``AISPEND_BUDGETS_URL``: enable the budget guard (see ``aispend.budgets``);
   ``budgets_token`` / ``AISPEND_BUDGETS_TOKEN``: the bearer token it reads them with.
 
-Latency: the calling thread only routes the request and keeps references to the bytes; parsing
-and span creation run on one background thread per process (``aispend-recorder``), mostly while
-the app waits on the network. ``TracerProvider.force_flush()`` and ``shutdown()`` (and so
-interpreter exit) wait for it, so a serverless handler that flushes before returning loses nothing.
-``record_inline`` / ``AISPEND_RECORD_INLINE=true`` does that work on the calling thread instead:
-less CPU in total and no effect on other calls' tail latency, for more latency on each call.
+Latency: the calling thread does the work when the call ends (reads the usage from the last
+bytes, makes the span): about as much CPU as one OTel span with its attributes costs again, and
+less than the peers' (``benchmarks/instrumentation_overhead.py``, ``docs/overhead.md``).
+``record_inline=False`` / ``AISPEND_RECORD_INLINE=false`` hands it to one background thread per
+process (``aispend-recorder``) instead: less latency on each call, but more CPU in total and a
+worse tail for every other call, which waits for the GIL while spans are made.
+``TracerProvider.force_flush()`` and ``shutdown()`` (and so interpreter exit) wait for that
+thread, so a serverless handler that flushes before returning loses nothing.
 
 Double counting: when another GenAI instrumentation (opentelemetry-instrumentation-openai-v2,
 OpenLLMetry, OpenLIT, or the Anthropic SDK's own spans) is active too, both spans are exported;

@@ -4,14 +4,16 @@ The HTTP hooks hand us client-independent ``HttpRequest``/``HttpResponse`` value
 chunks; adapters turn them into attributes; ``Call.finish`` records the span exactly once,
 whichever of end-of-stream, close, garbage collection or an error comes first.
 
-Split by thread. On the calling thread: route the request, strip the ``x-aispend-*`` headers,
-note the time, the OTel context and the ``attribute()`` scope, and hand the body bytes (each
-streamed chunk as it passes) to ``worker.background``. On the worker: parse the request, the response and
-the stream, resolve attribution, and make the span with the noted start time and parent. Made
-in one go it is the same span the SDK would export had it been started when the request left;
-aispend never makes its span current, so nothing can tell the difference while the call is in
-flight. With the budget guard on, the request is read on the calling thread, since the guard
-needs the model and the attribution before the call is sent.
+Two halves. While the call is in flight: route the request, strip the ``x-aispend-*`` headers,
+note the time, the OTel context and the ``attribute()`` scope, and keep references to the body
+bytes (each streamed chunk as it passes). When it ends, as one job: parse the request, the
+response and the stream, resolve attribution, and make the span with the noted start time and
+parent. Made in one go it is the same span the SDK would export had it been started when the
+request left; aispend never makes its span current, so nothing can tell the difference while
+the call is in flight. The job runs on the calling thread (``worker.inline``, the default) or
+on the recording thread (``worker.background``, ``AISPEND_RECORD_INLINE=false``). With the
+budget guard on, the request is read before the call is sent, since the guard needs the model
+and the attribution.
 """
 
 from __future__ import annotations
@@ -33,8 +35,15 @@ from aispend.instrumentation import attribution
 from aispend.instrumentation.adapters import Adapter, CallStart, Observed, Router
 from aispend.instrumentation.adapters.base import StreamObserver, set_usage
 from aispend.instrumentation.config import InstrumentationConfig
-from aispend.instrumentation.decoding import Decoder, decoder_for
-from aispend.instrumentation.exchange import MAX_BODY, READ_HEADERS, HeaderNames, HttpRequest, HttpResponse
+from aispend.instrumentation.decoding import IDENTITY, Decoder, decoder_for
+from aispend.instrumentation.exchange import (
+    MAX_BODY,
+    READ_HEADERS,
+    HeaderNames,
+    HttpRequest,
+    HttpResponse,
+    body_headers,
+)
 from aispend.instrumentation.framing import StreamParser, framed, parser_for
 from aispend.instrumentation.safety import log_once
 from aispend.instrumentation.sdk_errors import for_sdk
@@ -168,7 +177,32 @@ def _span_name(adapter: Adapter, start: CallStart) -> str:
     return f"{start.operation} {start.model}"
 
 
+_STARTS_KEPT = 256
+# (adapter, operation, kind, model, stream, host, port, who) -> the attributes they make: most
+# calls of a process repeat a few of them, and building the dict is half the cost of copying it
+_starts: dict[tuple[Any, ...], tuple[Adapter, dict[str, Any]]] = {}
+
+
 def _start_attributes(
+    adapter: Adapter, start: CallStart, request: HttpRequest, who: attribution.Attribution
+) -> dict[str, Any]:
+    """The span's attributes known from the request (a new dict: the caller adds to it)."""
+    key = (id(adapter), start.operation, start.kind, start.model, start.stream, request.host, request.port, who)
+    known = _starts.get(key)
+    if known is not None and known[0] is adapter:  # the adapter itself: an id is reused once it is gone
+        attrs = known[1].copy()
+    else:
+        if len(_starts) >= _STARTS_KEPT:
+            _starts.clear()
+        made = _build_start_attributes(adapter, start, request, who)
+        _starts[key] = (adapter, made)
+        attrs = made.copy()
+    if start.attributes:
+        attrs.update(start.attributes)
+    return attrs
+
+
+def _build_start_attributes(
     adapter: Adapter, start: CallStart, request: HttpRequest, who: attribution.Attribution
 ) -> dict[str, Any]:
     attrs: dict[str, Any] = {
@@ -187,7 +221,6 @@ def _start_attributes(
         value = getattr(who, field)
         if value:
             attrs[name] = value
-    attrs.update(start.attributes)
     return attrs
 
 
@@ -436,9 +469,8 @@ class Tap:
         self._body: bytearray | None = None
         self._chunks: list[bytes] = []
         self._pending = 0
-        self._jobs.submit(
-            self._open, headers.get("content-type", ""), None if already_decoded else headers.get("content-encoding")
-        )
+        content_type, encoding = body_headers(headers)
+        self._jobs.submit(self._open, content_type, None if already_decoded else encoding)
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
@@ -486,9 +518,12 @@ class Tap:
         if self._decoder is None or not chunks:
             return
         try:
-            decode = self._decoder.decode
             # one buffer for the batch (at most BATCH_BYTES and a chunk): one parser pass, not one a chunk
-            data = decode(chunks[0]) if len(chunks) == 1 else b"".join([decode(chunk) for chunk in chunks])
+            if self._decoder is IDENTITY:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            else:
+                decode = self._decoder.decode
+                data = decode(chunks[0]) if len(chunks) == 1 else b"".join([decode(chunk) for chunk in chunks])
             if self._sse is not None:
                 self._sse.feed(data)
             elif self._body is not None:

@@ -113,7 +113,7 @@ class InstrumentationConfig:
     budgets_token: str | None = None  # the exporter's read token, when it has one
     budgets_refresh_seconds: float = 10.0
     budgets_fail_closed: bool = False
-    record_inline: bool = False  # parse and make spans on the calling thread, not aispend-recorder
+    record_inline: bool = True  # parse and make spans on the calling thread (False: on aispend-recorder)
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **kwargs: object) -> InstrumentationConfig:
@@ -143,11 +143,14 @@ class InstrumentationConfig:
                 kwargs.get("budgets_refresh_seconds") or env.get("AISPEND_BUDGETS_REFRESH_SECONDS") or 10.0  # type: ignore[arg-type]
             ),
             budgets_fail_closed=_flag(kwargs.get("budgets_fail_closed"), env.get("AISPEND_BUDGETS_FAIL_CLOSED")),
-            record_inline=_flag(kwargs.get("record_inline"), env.get("AISPEND_RECORD_INLINE")),
+            record_inline=_flag(kwargs.get("record_inline"), env.get("AISPEND_RECORD_INLINE"), default=True),
         )
 
 
-def _flag(explicit: object, env_value: str | None) -> bool:
+def _flag(explicit: object, env_value: str | None, default: bool = False) -> bool:
     if explicit is not None:
         return bool(explicit)
-    return (env_value or "").strip().lower() in _TRUE
+    value = (env_value or "").strip().lower()
+    if not value:
+        return default
+    return value in _TRUE

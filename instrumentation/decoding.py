@@ -47,11 +47,16 @@ class _Zstd:
         return self._obj.decompress(data)
 
 
+IDENTITY = _Identity()  # stateless: one for every stream (and a reader may skip calling it)
+
+
 def decoder_for(content_encoding: str | None) -> Decoder | None:
     """A decoder, or None when the encoding cannot be decoded here (usage then stays unknown)."""
-    encoding = (content_encoding or "").strip().lower()
+    if not content_encoding:
+        return IDENTITY
+    encoding = content_encoding.strip().lower()
     if encoding in ("", "identity"):
-        return _Identity()
+        return IDENTITY
     if encoding in ("gzip", "x-gzip"):
         return _Zlib(zlib.MAX_WBITS | 16)
     if encoding == "deflate":

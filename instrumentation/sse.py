@@ -8,10 +8,57 @@ providers send) is split once on LF, or on blank lines when events are batched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 EventHandler = Callable[[str, str], None]  # (event name, data)
-BatchHandler = Callable[[list[bytes]], None]  # the data of consecutive unnamed one-line events
+BatchHandler = Callable[["list[bytes] | DataBlocks"], None]  # the data of consecutive unnamed one-line events
+
+
+class DataBlocks:
+    """Complete unnamed events as they arrived (LF line ends, no ``event:`` field), kept whole:
+    an OpenAI-format stream's chunks, ``b"data: x\\n\\n"`` repeated. Nothing is split or checked
+    when they arrive; each event's data is cut out only when read, newest first, so the events
+    nobody reads are never scanned or copied.
+
+    Reading from the end is exact: after two LFs a new event always begins, whatever came before.
+    A block that is not one ``data: `` line (a comment, an ``id:``, a multi-line event, extra
+    blank lines) hands everything from the start of the buffer to the end of that block to the
+    general parser, which gives what it would have given had it read them as they came."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+
+    def __len__(self) -> int:
+        return len(self.buf)
+
+    def __iter__(self) -> Iterator[bytes | str]:
+        """Every event's data, in stream order."""
+        return reversed(list(self.newest_first()))
+
+    def newest_first(self) -> Iterator[bytes | str]:
+        buf = self.buf
+        end = len(buf) - 2  # the blank line after the last event
+        while end > 0:
+            start = buf.rfind(b"\n\n", 0, end) + 2  # 1 when this is the first event
+            if start == 1:
+                start = 0
+            if buf.startswith(b"data: ", start) and buf.find(b"\n", start, end) < 0:
+                yield buf[start + 6 : end]
+                end = start - 2
+                continue
+            yield from reversed(_general(buf[: end + 2]))  # not one plain data line: the general parser reads the rest
+            return
+
+
+def _general(buf: bytes) -> list[str]:
+    """The data of every event in ``buf``, as ``SSEParser`` reads them one by one."""
+    events: list[str] = []
+    parser = SSEParser(lambda _name, data: events.append(data))
+    parser.feed(buf)
+    parser.close()
+    return events
 
 
 class SSEParser:
@@ -47,7 +94,13 @@ class SSEParser:
 
     def _feed_blocks(self, buf: bytes) -> None:
         """Events split on blank lines (LF only, no event begun): ``data: x`` blocks are batched,
-        any other block is read line by line as ``_feed_lines`` would."""
+        any other block is read line by line as ``_feed_lines`` would. With no named event in the
+        buffer, its complete events go over as ``DataBlocks``, unsplit and unread."""
+        end = buf.rfind(b"\n\n") + 2
+        if end > 2 and type(buf) is bytes and b"event:" not in buf:
+            self._partial = buf[end:]
+            self._on_batch(DataBlocks(buf if end == len(buf) else buf[:end]))  # type: ignore[misc]  # set
+            return
         blocks = buf.split(b"\n\n")
         self._partial = blocks.pop()  # after the last blank line: an event still arriving, kept whole
         batch: list[bytes] = []

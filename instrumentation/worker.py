@@ -1,8 +1,10 @@
-"""One background thread per process that reads responses and records spans, in order.
+"""Where a finished call's span is made: on the calling thread (``inline``, the default) or on one
+background thread per process (``background``, ``AISPEND_RECORD_INLINE=false``), in order.
 
-Why: parsing a provider's JSON and SSE and building a span costs the calling thread 100-250 µs a
-call. The calling thread only hands references (the body bytes, each chunk as it passes) to this
-queue; the work happens here, mostly while the calling thread is waiting on the network.
+Why both: on the background thread, parsing and span building happen mostly while the calling
+thread waits on the network, so each call's own latency is lower; but handing work to another
+thread costs more CPU in total (the GIL changes hands) and every other call's tail waits for it
+(see docs/overhead.md), so inline is the default.
 
 Order: jobs run in submission order, so a call's chunks are parsed before its span is recorded.
 Memory: a producer that gets too far ahead waits (no job is ever dropped). Exit: pending jobs are
@@ -116,5 +118,5 @@ def _run_job(job: Callable[..., Any], args: tuple[Any, ...]) -> None:
         log_once("recording a call", exc)
 
 
-background = Worker()  # the default: one recording thread per process
-inline = Worker(inline=True)  # AISPEND_RECORD_INLINE=true: lower total CPU and tail latency, more median latency
+background = Worker()  # AISPEND_RECORD_INLINE=false: one recording thread per process
+inline = Worker(inline=True)  # the default: lower total CPU and tail latency

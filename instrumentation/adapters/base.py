@@ -7,18 +7,18 @@ plain bytes, and adding a provider is adding one small module.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aispend import semconv as sc
+from aispend.instrumentation import fastjson
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+from aispend.instrumentation.sse import DataBlocks
 
 AttrValue = str | bool | int | float | tuple[str, ...]
 Attributes = dict[str, AttrValue]
 
-_DECODER = json.JSONDecoder()
 ESTIMATE_TEXT_LIMIT = 1_000_000  # output characters kept for an estimate; beyond, they are only counted
 
 
@@ -89,7 +89,7 @@ class HeldEvents:
 
     def __init__(self, apply: Callable[[dict[str, Any]], None]) -> None:
         self._apply = apply
-        self._events: list[str | bytes] = []
+        self._events: list[str | bytes | DataBlocks] = []
         self._size = 0
 
     def add(self, data: str) -> None:
@@ -98,10 +98,15 @@ class HeldEvents:
         if self._size > HOLD_LIMIT:
             self._read(self._apply)  # a very long stream: read what is held, in order, and keep going
 
-    def add_all(self, datas: list[bytes]) -> None:
-        """A batch of events' data, undecoded (``SSEParser``'s batches)."""
-        self._events += datas
-        self._size += sum(map(len, datas))
+    def add_all(self, datas: list[bytes] | DataBlocks) -> None:
+        """A batch of events' data, undecoded (``SSEParser``'s batches), or a run of events as
+        they arrived, unsplit (``DataBlocks``)."""
+        if type(datas) is DataBlocks:
+            self._events.append(datas)
+            self._size += len(datas)
+        else:
+            self._events += datas
+            self._size += sum(map(len, datas))
         if self._size > HOLD_LIMIT:
             self._read(self._apply)
 
@@ -118,12 +123,16 @@ class HeldEvents:
         self, apply: Callable[[dict[str, Any]], None], enough: Callable[[list[dict[str, Any]]], bool] | None = None
     ) -> None:
         parsed: list[dict[str, Any]] = []
-        for data in reversed(self._events):
-            event = event_json(data)
-            if isinstance(event, dict):
-                parsed.append(event)
-                if enough is not None and enough(parsed):
-                    break
+        for held in reversed(self._events):
+            for data in held.newest_first() if type(held) is DataBlocks else (held,):
+                event = event_json(data)
+                if isinstance(event, dict):
+                    parsed.append(event)
+                    if enough is not None and enough(parsed):
+                        break
+            else:
+                continue
+            break
         self._events, self._size = [], 0
         for event in reversed(parsed):
             apply(event)
@@ -145,6 +154,8 @@ class Adapter(Protocol):
 
 def num(value: Any) -> int | None:
     """A token count from JSON, or None for anything that is not a non-negative integer."""
+    if type(value) is int:  # what JSON gives nearly always: one check
+        return value if value >= 0 else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if isinstance(value, float) and not value.is_integer():
@@ -181,17 +192,22 @@ def set_usage(
 ) -> bool:
     """Write usage in GenAI convention form (input includes cache, output includes reasoning)."""
     wrote = False
-    for name, value in (
-        (sc.GEN_AI_USAGE_INPUT_TOKENS, input_tokens),
-        (sc.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens),
-        (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cache_read),
-        (sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, cache_write),
-        (sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, cache_write),
-        (sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, reasoning),
-    ):
-        if value is not None:
-            attrs[name] = value
-            wrote = True
+    if input_tokens is not None:
+        attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+        wrote = True
+    if output_tokens is not None:
+        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+        wrote = True
+    if cache_read is not None:
+        attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read
+        wrote = True
+    if cache_write is not None:
+        attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write
+        attrs[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = cache_write
+        wrote = True
+    if reasoning is not None:
+        attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning
+        wrote = True
     return wrote
 
 
@@ -232,11 +248,9 @@ def error_in_ok_body(body: Any, *answer_keys: str) -> str | None:
 
 def event_json(data: str | bytes) -> Any:
     """Decode one SSE data payload (text, or UTF-8 bytes); ``[DONE]`` and junk give None."""
-    if not data or data == "[DONE]":
+    if not data or data == "[DONE]" or data == b"[DONE]":
         return None
     try:
-        if isinstance(data, bytes):
-            data = data.decode("utf-8", "replace")  # as SSEParser decodes an event's data
-        return _DECODER.decode(data)  # json.loads(data) without its checks for bytes and options
+        return fastjson.loads_lenient(data)  # bytes decoded as SSEParser decodes an event's data
     except ValueError:
         return None

@@ -28,6 +28,7 @@ from aispend.instrumentation.adapters.base import (
     set_usage,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+from aispend.instrumentation.sse import DataBlocks
 
 # path suffix -> (operation, service kind)
 _ENDPOINTS = (
@@ -53,14 +54,20 @@ def _chat_usage(attrs: dict, usage: Any) -> bool:
     if not isinstance(usage, dict):
         return False
     # OpenRouter (and OpenAI-compatible hosts that copy it) put the call's USD cost beside the tokens
-    set_reported_cost(attrs, usage.get("cost"))
+    if "cost" in usage:
+        set_reported_cost(attrs, usage["cost"])
     if "prompt_tokens" in usage:
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if type(details) is dict else None
+        details = usage.get("completion_tokens_details")
+        reasoning = details.get("reasoning_tokens") if type(details) is dict else None
         return set_usage(
             attrs,
-            input_tokens=num(usage.get("prompt_tokens")),
-            output_tokens=num(usage.get("completion_tokens")) if "completion_tokens" in usage else 0,
-            cache_read=num(dig(usage, "prompt_tokens_details", "cached_tokens")),
-            reasoning=num(dig(usage, "completion_tokens_details", "reasoning_tokens")),
+            num(usage["prompt_tokens"]),
+            num(usage.get("completion_tokens")) if "completion_tokens" in usage else 0,
+            None if cached is None else num(cached),
+            None,
+            None if reasoning is None else num(reasoning),
         )
     return set_usage(
         attrs,
@@ -179,6 +186,8 @@ class OpenAIAdapter:
             attrs[sc.AISPEND_USAGE_IMAGES] = len(body["data"])
         if _chat_usage(attrs, usage_in(body)):
             observed.usage_reported = True
+            if observed.output_text is None:
+                return  # the text is read only to estimate missing usage, or to capture it
         for text in _response_text(body):
             observed.add_text(text)
 
@@ -202,10 +211,12 @@ class _OpenAIStream:
         self._reasons: dict[int, str] = {}
         self._finished: set[Any] = set()  # choice indexes whose finish reason the read-back has seen
         self._chunks = HeldEvents(self._apply)
-        self._deltas = HeldEvents(self._apply)
+        self._deltas: HeldEvents | None = None  # Responses API text deltas, made when the first comes
 
     def on_event(self, event: str, data: str) -> None:
         if event == "response.output_text.delta":
+            if self._deltas is None:
+                self._deltas = HeldEvents(self._apply)
             self._deltas.add(data)
         elif event:
             chunk = event_json(data)
@@ -214,14 +225,17 @@ class _OpenAIStream:
         elif data != "[DONE]":
             self._chunks.add(data)
 
-    def on_batch(self, datas: list[bytes]) -> None:
-        """Unnamed events (chat chunks), as ``on_event`` would hold them one by one."""
-        self._chunks.add_all([data for data in datas if data != b"[DONE]"])
+    def on_batch(self, datas: list[bytes] | DataBlocks) -> None:
+        """Unnamed events (chat chunks), as ``on_event`` would hold them one by one (``[DONE]``
+        is skipped when they are read)."""
+        self._chunks.add_all(datas)
 
     def close(self) -> None:
         capture = self.observed.output_text is not None
         self._finished.clear()
         self._chunks.release(None if capture else self._enough)
+        if self._deltas is None:
+            return
         if capture or not self.observed.usage_reported:
             self._deltas.release()
         else:
@@ -245,25 +259,33 @@ class _OpenAIStream:
         if "error" in chunk and "choices" not in chunk:
             self.observed.error_type = error_type_from_body(chunk) or "stream_error"
             return
-        attrs = self.observed.attributes
-        if isinstance(chunk.get("model"), str):
-            attrs[sc.GEN_AI_RESPONSE_MODEL] = chunk["model"]
-        if isinstance(chunk.get("id"), str):
-            attrs[sc.GEN_AI_RESPONSE_ID] = chunk["id"]
+        observed = self.observed
+        attrs = observed.attributes
+        model, chunk_id = chunk.get("model"), chunk.get("id")
+        if type(model) is str:
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = model
+        if type(chunk_id) is str:
+            attrs[sc.GEN_AI_RESPONSE_ID] = chunk_id
         for choice in chunk.get("choices") or ():
-            if not isinstance(choice, dict):
+            if type(choice) is not dict:
                 continue
-            text = dig(choice, "delta", "content")
-            if not isinstance(text, str):
+            delta = choice.get("delta")
+            text = delta.get("content") if type(delta) is dict else None
+            if type(text) is not str:
                 text = choice.get("text")
-            if isinstance(text, str):
-                self.observed.add_text(text)
-            if isinstance(choice.get("finish_reason"), str):
-                index = choice.get("index") if isinstance(choice.get("index"), int) else 0
-                self._reasons[index] = choice["finish_reason"]
-                attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(self._reasons[i] for i in sorted(self._reasons))
-        if _chat_usage(attrs, usage_in(chunk)):
-            self.observed.usage_reported = True
+            if type(text) is str:
+                observed.add_text(text)
+            reason = choice.get("finish_reason")
+            if type(reason) is str:
+                index = choice.get("index")
+                reasons = self._reasons
+                reasons[index if isinstance(index, int) else 0] = reason
+                attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = (
+                    (reason,) if len(reasons) == 1 else tuple(reasons[i] for i in sorted(reasons))
+                )
+        usage = usage_in(chunk)
+        if usage is not None and _chat_usage(attrs, usage):
+            observed.usage_reported = True
 
     def _responses_event(self, kind: str, event: dict) -> None:
         if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):

@@ -11,11 +11,14 @@ import time
 
 import httpx
 import openai
+import pytest
 from opentelemetry import baggage, context, trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 import aispend
+from aispend.instrumentation.config import InstrumentationConfig
 from aispend.instrumentation.worker import Worker
-from tests.instrumentation.conftest import OPENAI_KEY
+from tests.instrumentation.conftest import OPENAI_KEY, instrument
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -133,3 +136,50 @@ def test_span_not_current_while_call_in_flight(harness):
         client.post(f"{harness.fake.openai_base}/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES})
     assert seen == [trace.INVALID_SPAN]
     assert harness.span().name == "chat gpt-4o"
+
+
+class _ThreadOfEachSpan(SpanProcessor):
+    """Notes the thread each span ends on."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.threads.append(threading.current_thread().name)
+
+
+@pytest.mark.parametrize(
+    ("setting", "thread"),
+    [(None, "MainThread"), ("true", "MainThread"), ("false", "aispend-recorder"), ("no", "aispend-recorder")],
+)
+def test_spans_are_made_on_the_calling_thread_unless_record_inline_is_off(fake, monkeypatch, setting, thread):
+    """The default is inline (the least CPU in total and no other call's tail waits on the GIL for
+    it); ``AISPEND_RECORD_INLINE=false`` moves the work to the recording thread."""
+    if setting is None:
+        monkeypatch.delenv("AISPEND_RECORD_INLINE", raising=False)
+    else:
+        monkeypatch.setenv("AISPEND_RECORD_INLINE", setting)
+    fake.reset()
+    harness = instrument(fake)
+    seen = _ThreadOfEachSpan()
+    harness.provider.add_span_processor(seen)
+    try:
+        client = openai.OpenAI(base_url=harness.fake.openai_base, api_key=OPENAI_KEY, max_retries=0)
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        for _ in client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        ):
+            pass
+        assert harness.instrumentor.flush()
+        assert seen.threads == [thread, thread]
+        assert [s.attributes["gen_ai.usage.output_tokens"] for s in harness.exporter.get_finished_spans()] == [7, 7]
+    finally:
+        harness.instrumentor.uninstrument()
+
+
+def test_record_inline_setting_defaults_to_true_and_the_argument_wins():
+    assert InstrumentationConfig.load(environ={}).record_inline is True
+    assert InstrumentationConfig.load(environ={"AISPEND_RECORD_INLINE": "false"}).record_inline is False
+    assert InstrumentationConfig.load(environ={"AISPEND_RECORD_INLINE": " "}).record_inline is True
+    assert InstrumentationConfig.load(environ={"AISPEND_RECORD_INLINE": "false"}, record_inline=True).record_inline
+    assert not InstrumentationConfig.load(environ={}, record_inline=False).record_inline

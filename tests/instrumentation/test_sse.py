@@ -30,12 +30,17 @@ def encode(evs: list[tuple[str, list[str]]], newline: str, comments: bool) -> by
 def parse(chunks: list[bytes], batched: bool = False) -> list[tuple[str, str]]:
     """The events of ``chunks``; ``batched``: runs of plain data events arrive as one batch."""
     got: list[tuple[str, str]] = []
-    on_batch = (lambda datas: got.extend(("", data.decode("utf-8", "replace")) for data in datas)) if batched else None
+    on_batch = (lambda datas: got.extend(("", _text(data)) for data in datas)) if batched else None
     parser = SSEParser(lambda event, data: got.append((event, data)), on_batch)
     for chunk in chunks:
         parser.feed(chunk)
     parser.close()
     return got
+
+
+def _text(data: bytes | str) -> str:
+    """A batched event's data: bytes, or text where ``DataBlocks`` handed a block to the general parser."""
+    return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
 
 def cut(body: bytes, cuts: list[int]) -> list[bytes]:
@@ -74,3 +79,27 @@ def test_fields_without_space_and_final_event_without_blank_line():
 
 def test_unknown_fields_and_bare_data_line():
     assert parse([b"id: 7\nretry: 100\ndata\ndata: x\n\n"]) == [("", "\nx")]
+
+
+unnamed_lines = st.lists(
+    st.one_of(
+        text.map(lambda t: f"data: {t}"),
+        text.map(lambda t: f"data:{t}"),
+        st.just(": keep-alive"),
+        st.just("id: 7"),
+        st.just("data: [DONE]"),
+        st.just(""),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(unnamed_lines, st.lists(st.integers(1, 40), max_size=30))
+def test_unnamed_events_read_unsplit_are_the_events_the_line_parser_reads(lines, cuts):
+    """OpenAI-format streams go to the batch handler unsplit (``DataBlocks``) and are cut into
+    events only when read, from the end: with comments, ``id:`` lines, multi-line events, extra
+    blank lines and any chunking, the same events in the same order."""
+    body = "".join(f"{line}\n" for line in lines).encode()
+    chunks = cut(body, cuts)
+    assert parse(chunks, batched=True) == parse(chunks)
