@@ -563,7 +563,7 @@ class Ledger:
         outcome = Outcome()
         if not calls:
             return outcome
-        with self.transaction(lock_keys(calls) if self.locks_keys else ()) as tx:
+        with self.transaction(self._lock_keys(calls)) as tx:
             stored = self._known(tx, calls)
             held = identity.KnownSet(stored)
             count: list[Call] = []
@@ -617,7 +617,7 @@ class Ledger:
         ]
         if not due:
             return outcome
-        with self.transaction(lock_keys(due) if self.locks_keys else ()) as tx:
+        with self.transaction(self._lock_keys(due)) as tx:
             known = self._known(tx, due)
             pending = identity.KnownSet(k for k in known if not k.counted)
             counted = identity.KnownSet(k for k in known if k.counted)
@@ -651,6 +651,10 @@ class Ledger:
             _drop_pending(tx, drop)
             self._count(tx, count, acc, outcome)
         return outcome
+
+    def _lock_keys(self, calls: Iterable[Call]) -> list[str]:
+        """What a transaction about ``calls`` locks (nothing where it holds the whole database)."""
+        return lock_keys(calls) if self.locks_keys else []
 
     def pending_count(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM pending")[0][0])

@@ -192,22 +192,17 @@ def set_usage(
 ) -> bool:
     """Write usage in GenAI convention form (input includes cache, output includes reasoning)."""
     wrote = False
-    if input_tokens is not None:
-        attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
-        wrote = True
-    if output_tokens is not None:
-        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
-        wrote = True
-    if cache_read is not None:
-        attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read
-        wrote = True
-    if cache_write is not None:
-        attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write
-        attrs[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = cache_write
-        wrote = True
-    if reasoning is not None:
-        attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning
-        wrote = True
+    for name, value in (
+        (sc.GEN_AI_USAGE_INPUT_TOKENS, input_tokens),
+        (sc.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens),
+        (sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cache_read),
+        (sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, cache_write),
+        (sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, cache_write),
+        (sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, reasoning),
+    ):
+        if value is not None:
+            attrs[name] = value
+            wrote = True
     return wrote
 
 
