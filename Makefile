@@ -3,12 +3,13 @@
 #   make test  - set up and run the whole test suite (installs Prometheus, Alertmanager and PostgreSQL too,
 #                and builds the collector, bin/otelcol-aispend)
 #   make collector - build the OpenTelemetry Collector distribution bin/otelcol-aispend (docs/collector.md)
+#   make native    - build and install the compiled OTLP span reader (native/, needs cargo; optional for run)
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench venv system-deps test-deps clean collector
+.PHONY: run test lint bench venv system-deps test-deps clean collector native
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -46,12 +47,25 @@ $(COLLECTOR): collector/builder-config.yaml collector/build.sh collector/go.sh
 collector: $(COLLECTOR)
 	@echo "collector: $(COLLECTOR) is up to date ($$($(COLLECTOR) --version))"
 
-test: $(STAMP) system-deps test-deps collector
+# The compiled OTLP span reader (package aispend-native, docs/architecture.md), built by maturin with
+# cargo; rebuilt only when its sources change (cargo keeps native/target between builds). aispend runs
+# without it (the Python reader); the tests hold it to that reader, so `make test` needs it.
+NATIVE := $(VENV)/.native-installed
+$(NATIVE): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs
+	@command -v cargo >/dev/null || { echo "need cargo for the compiled span reader: rustup (https://rustup.rs) or apt-get install cargo"; exit 1; }
+	$(BIN)/pip install --quiet ./native
+	@touch $@
+
+native: $(NATIVE)
+
+test: $(STAMP) system-deps test-deps collector native
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 run: $(STAMP)
 	@-$(MAKE) --no-print-directory system-deps
+	@if ! command -v cargo >/dev/null; then echo "no cargo: spans are read by the Python reader"; \
+	elif ! $(MAKE) --no-print-directory native; then echo "the compiled span reader did not build: spans are read by the Python reader"; fi
 	$(BIN)/python -m aispend.devstack
 
 bench: $(STAMP)
@@ -61,4 +75,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/console.py
 
 clean:
-	rm -rf $(VENV) bin build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) bin build dist *.egg-info .pytest_cache .ruff_cache native/target

@@ -157,6 +157,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from aispend.exporter import otlp_native
     from aispend.exporter.config import ConfigError, ExporterConfig
     from aispend.exporter.ledger import LedgerError
     from aispend.exporter.ledger_location import shown
@@ -195,7 +196,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             )
             if addr
         )
-        + f"; ledger {shown(config.ledger)}; instance {exporter.pipeline.instance}",
+        + f"; ledger {shown(config.ledger)}; instance {exporter.pipeline.instance}"
+        + f"; span reader {'compiled' if config.native_reader and otlp_native.available() else 'Python'}",
         flush=True,
     )
     # A process signal may be delivered to any thread; Python runs the handler in the main thread
@@ -235,6 +237,7 @@ _SERVE_FLAGS = {
     "instance_id": "this replica's name in the ledger (default: host name and OTLP gRPC port)",
     "settle_seconds": "how long other instrumentations' spans wait for aispend's span of the same call (default 15)",
     "budget_refresh_seconds": "how often budget spend is read back from the shared ledger (default 1)",
+    "native_reader": "read OTLP protobuf with the compiled span reader when installed (default true)",
 }
 
 

@@ -77,6 +77,7 @@ class ExporterConfig:
     max_spans_per_request: int = 100_000  # more in one export request: 413 / RESOURCE_EXHAUSTED
     max_resource_spans_per_request: int = 10_000
     request_timeout: float = 30.0  # seconds an HTTP client may stay silent before it is disconnected
+    native_reader: bool = True  # the compiled OTLP reader (package aispend-native), when installed
 
     @classmethod
     def load(
@@ -132,6 +133,8 @@ class ExporterConfig:
                     raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
                 if not 0 < out[name] < 86_400:
                     raise ConfigError(f"{name}: must be above 0 and below a day")
+            elif name == "native_reader":
+                out[name] = _boolean(name, value)
             elif name == "label_limits":
                 limits = dict(DEFAULT_LABEL_LIMITS)
                 limits.update(_limits(value))
@@ -168,6 +171,17 @@ def _limits(value: Any) -> dict[str, int]:
         except (TypeError, ValueError):
             raise ConfigError(f"label_limits.{label}: expected an integer") from None
     return out
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {value!r}")
 
 
 def _timezone(value: Any) -> str:

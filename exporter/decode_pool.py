@@ -31,7 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from aispend.exporter.config import ExporterConfig
-from aispend.exporter.reading import Batch, packed, prepare, read_payload, request_limits, unpacked
+from aispend.exporter.reading import Batch, packed, prepare, read_with, unpacked
 from aispend.pricing import PriceBookError, PriceEngine, load_book, pricedata
 
 logger = logging.getLogger("aispend.exporter")
@@ -79,7 +79,7 @@ def _init(config: ExporterConfig, parent: int | None = None, kernel_signal: bool
 
 
 def _read(body: bytes, as_json: bool) -> tuple[Any, ...]:
-    batch = read_payload(body, as_json, _config.max_tokens_per_call, _config.key_aliases, request_limits(_config))
+    batch = read_with(_config, body, as_json)
     if _engine is not None:
         prepare(batch, _engine, _config.label_max_length)
     return packed(batch)

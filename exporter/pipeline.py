@@ -28,7 +28,7 @@ from aispend.exporter.labels import LabelBounds
 from aispend.exporter.ledger import Accounting, FreeUsed, Ledger, LedgerError, Outcome, is_ephemeral, open_ledger
 from aispend.exporter.metrics import UsageMetrics
 from aispend.exporter.normalise import Call
-from aispend.exporter.reading import Batch, read_payload, read_request, request_limits
+from aispend.exporter.reading import Batch, read_request, read_with
 from aispend.pricing import FreeTier, PriceEngine
 
 logger = logging.getLogger("aispend.exporter")
@@ -148,8 +148,7 @@ class Pipeline:
             except DecodersUnavailable as exc:
                 raise RetryableError(str(exc)) from exc
         else:
-            config = self.config
-            batch = read_payload(body, as_json, config.max_tokens_per_call, config.key_aliases, request_limits(config))
+            batch = read_with(self.config, body, as_json)
         return self.record(batch)
 
     def record(self, batch: Batch) -> BatchResult:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from aispend.exporter import otlp
+from aispend.exporter import otlp, otlp_native
 from aispend.exporter.costing import clean_labels, price_if_stateless
 from aispend.exporter.normalise import Call, Rejected, normalise
 from aispend.keys import fingerprint, looks_secret
@@ -56,14 +56,25 @@ def request_limits(config: Any) -> otlp.Limits:
     return otlp.Limits(config.max_resource_spans_per_request, config.max_spans_per_request)
 
 
+def read_with(config: Any, body: bytes, as_json: bool) -> Batch:
+    """``read_payload`` with an ``ExporterConfig``'s settings."""
+    limits = request_limits(config)
+    return read_payload(body, as_json, config.max_tokens_per_call, config.key_aliases, limits, config.native_reader)
+
+
 def read_payload(
     body: bytes,
     as_json: bool,
     max_tokens: int,
     key_aliases: Mapping[str, str],
     limits: otlp.Limits = otlp.DEFAULT_LIMITS,
+    native: bool = True,
 ) -> Batch:
-    """Raises ``otlp.MalformedPayload`` when the payload as a whole cannot be decoded."""
+    """Raises ``otlp.MalformedPayload`` when the payload as a whole cannot be decoded. With
+    ``native``, the compiled reader reads protobuf when it is installed and sure (``otlp_native``)."""
+    views = otlp_native.read(body, limits) if native and not as_json else None
+    if views is not None:
+        return read_views(views, max_tokens, key_aliases)
     request, undecodable = otlp.decode_json(body, limits) if as_json else otlp.decode_protobuf(body, limits)
     batch = read_request(request, max_tokens, key_aliases)
     for bad in undecodable:
@@ -80,9 +91,13 @@ def _reject(batch: Batch, found: Rejected, count: int = 1) -> None:
 
 
 def read_request(request: ExportTraceServiceRequest, max_tokens: int, key_aliases: Mapping[str, str]) -> Batch:
+    return read_views(otlp.spans(request), max_tokens, key_aliases)
+
+
+def read_views(views: Iterable[otlp.SpanView], max_tokens: int, key_aliases: Mapping[str, str]) -> Batch:
     batch = Batch()
     calls = batch.calls
-    for span in otlp.spans(request):
+    for span in views:
         batch.spans += 1
         try:
             found = normalise(span, max_tokens, key_aliases)
