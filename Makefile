@@ -52,7 +52,7 @@ collector: $(COLLECTOR)
 # without it (the Python reader); the tests hold it to that reader, so `make test` needs it.
 NATIVE := $(VENV)/.native-installed
 $(NATIVE): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs
-	@command -v cargo >/dev/null || { echo "need cargo for the compiled span reader: rustup (https://rustup.rs) or apt-get install cargo"; exit 1; }
+	@command -v cargo >/dev/null || { echo "need cargo for the compiled span reader: rustup (https://rustup.rs) or, on Debian 12, apt-get install cargo-web"; exit 1; }
 	$(BIN)/pip install --quiet ./native
 	@touch $@
 

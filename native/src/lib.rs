@@ -53,6 +53,16 @@ impl<'a> Fields<'a> {
         Err(Unsure)
     }
 
+    /// A tag or a length: protobuf reads these in at most 5 bytes, as 32 bits, and fails beyond.
+    fn short_varint(&mut self) -> R<u64> {
+        let start = self.pos;
+        let value = self.varint()?;
+        if self.pos - start > 5 || value > u64::from(u32::MAX) {
+            return Err(Unsure);
+        }
+        Ok(value)
+    }
+
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or(Unsure)?;
         let bytes = self.buf.get(self.pos..end).ok_or(Unsure)?;
@@ -61,7 +71,7 @@ impl<'a> Fields<'a> {
     }
 
     fn field(&mut self) -> R<(u64, Wire<'a>)> {
-        let key = self.varint()?;
+        let key = self.short_varint()?;
         let number = key >> 3;
         if number == 0 || number >= 1 << 29 {
             return Err(Unsure);
@@ -70,7 +80,7 @@ impl<'a> Fields<'a> {
             0 => Wire::Varint(self.varint()?),
             1 => Wire::Fixed64(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Unsure)?)),
             2 => {
-                let n = usize::try_from(self.varint()?).map_err(|_| Unsure)?;
+                let n = usize::try_from(self.short_varint()?).map_err(|_| Unsure)?;
                 Wire::Len(self.take(n)?)
             }
             5 => {
@@ -232,7 +242,7 @@ fn span(buf: &[u8]) -> R<Span<'_>> {
         start_ns: 0,
         end_ns: 0,
         status_code: 0,
-        attributes: Vec::with_capacity(16),
+        attributes: Vec::new(), // a reserve per span would cost ~0.8 KB for each empty span sent
     };
     let mut status = None;
     for field in fields(buf) {

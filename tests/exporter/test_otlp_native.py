@@ -5,6 +5,7 @@ unknown fields, protobuf's merge rules) it gives up and the Python reader decide
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import pytest
@@ -163,6 +164,77 @@ def test_a_damaged_request_is_read_alike_or_left_to_the_python_reader(request: A
     decoded, undecodable = otlp.decode_protobuf(bytes(body))
     assert undecodable == []
     assert same(native, list(otlp.spans(decoded)))
+
+
+def _varint(n: int, extra: int) -> bytes:
+    """``n`` as a varint padded with ``extra`` more bytes (valid protobuf, which no encoder writes)."""
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if not n and not extra:
+            return bytes(out + bytes([low]))
+        out.append(low | 0x80)
+        if not n:
+            extra -= 1
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        value, pos, shift = value | (byte & 0x7F) << shift, pos + 1, shift + 7
+        if byte < 0x80:
+            return value, pos
+
+
+def _reencoded(buf: bytes, descriptor: Any, rnd: random.Random) -> bytes:
+    """The same message with longer varints here and there (tags, lengths, values), now and then a
+    field repeated and the fields shuffled: what protobuf may accept or refuse, but no encoder writes."""
+    pad = lambda: 0 if rnd.random() < 0.8 else rnd.randint(1, 9)  # noqa: E731
+    out, pos = [], 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _read_varint(buf, pos)
+            body = _varint(value, pad())
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            body, pos = buf[pos : pos + size], pos + size
+        else:
+            size, pos = _read_varint(buf, pos)
+            inner, pos = buf[pos : pos + size], pos + size
+            field = descriptor.fields_by_number.get(number)
+            if field is not None and field.message_type is not None:
+                inner = _reencoded(inner, field.message_type, rnd)
+            body = _varint(len(inner), pad()) + inner
+        out.append(_varint(key, pad()) + body)
+        if rnd.random() < 0.03:
+            out.append(out[-1])
+    if rnd.random() < 0.1:
+        rnd.shuffle(out)
+    return b"".join(out)
+
+
+@SLOW
+@given(requests(), st.integers(0, 2**32))
+def test_unusual_encodings_are_read_alike_or_left_to_the_python_reader(request: Any, seed: int) -> None:
+    body = _reencoded(request.SerializeToString(), ExportTraceServiceRequest.DESCRIPTOR, random.Random(seed))
+    native = otlp_native.read(body, otlp.DEFAULT_LIMITS)
+    if native is not None:  # then protobuf reads it whole, to the same spans
+        assert same(native, list(otlp.spans(ExportTraceServiceRequest.FromString(body))))
+
+
+def test_a_tag_or_length_longer_than_protobuf_reads_is_left_to_it() -> None:
+    name = b"\x2a" + _varint(4, 0) + b"chat"  # Span.name
+    for body in (b"\xaa\x80\x80\x80\x80\x00\x04chat", b"\x2a\x84\x80\x80\x80\x80\x00chat"):  # 6-byte tag, length
+        with pytest.raises(Exception):  # noqa: B017 - protobuf's error type varies by backend
+            ExportTraceServiceRequest.FromString(_wrap(body))
+        assert otlp_native.read(_wrap(body), otlp.DEFAULT_LIMITS) is None
+    five = b"\xaa\x80\x80\x80\x00\x04chat"  # 5 bytes: protobuf reads it, so does this reader
+    assert [v.name for v in python_views(_wrap(five))] == ["chat"]
+    assert [v.name for v in otlp_native.read(_wrap(five), otlp.DEFAULT_LIMITS) or []] == ["chat"]
+    assert [v.name for v in otlp_native.read(_wrap(name), otlp.DEFAULT_LIMITS) or []] == ["chat"]
 
 
 def test_what_it_is_not_sure_of_is_left_to_the_python_reader() -> None:
