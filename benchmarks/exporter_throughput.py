@@ -13,6 +13,8 @@ be allowed to CREATE DATABASE; the benchmark's databases are dropped at the end)
 (e.g. `git worktree add ../base c2b1261`), printing before / after and the ratio, in one run;
 ``--rounds N`` runs each configuration N times, before and after taking turns going first, and
 shows the median figures and the median and range of the rounds' after / before ratios.
+The after server reads spans with the compiled reader when aispend-native is installed (`make
+native`); the "Python reader" configuration runs it with ``native_reader`` off, beside the baseline.
 Two replicas are two `aispend serve` processes with their own --instance-id on one database, the
 senders split between them. CPU per span counts the aispend processes (with decode workers) and,
 for a PostgreSQL server this benchmark started, the database's processes.
@@ -132,8 +134,10 @@ def source_path(tree: Path, tmp: Path) -> Path:
 
 
 class Server:
-    def __init__(self, tmp: Path, ledger: str, extra: list[str], tree: Path | None = None) -> None:
-        env = dict(os.environ)
+    def __init__(
+        self, tmp: Path, ledger: str, extra: list[str], tree: Path | None = None, env_extra: dict | None = None
+    ) -> None:
+        env = {**os.environ, **(env_extra or {})}
         if tree is not None:  # another checkout's code (--baseline-tree), first on the path
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source_path(tree, tmp)), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
@@ -338,12 +342,13 @@ def run_configuration(
     payloads: list[bytes],
     tree: Path | None,
     db_cpu: Callable[[], float] | None,
+    env: dict | None = None,
 ) -> Result:
     servers: list[Server] = []
     try:
         for i in range(replicas):
             ids = [] if tree is not None else ["--instance-id", f"bench-{i}"]  # the old tree has no such flag
-            servers.append(Server(tmp, ledger, [*extra, *ids], tree))
+            servers.append(Server(tmp, ledger, [*extra, *ids], tree, env))
         cpu = [s.cpu_seconds() for s in servers]
         db_before, sender = (db_cpu() if db_cpu else 0.0), time.process_time()
         sent = send([s.port for s in servers], warm[:replicas], payloads)
@@ -377,6 +382,12 @@ def describe(name: str, r: Result, bare: float, expected_rows: int) -> str:
         f"  {name:<40} {r.rate:>8,.0f} spans/s  (ratio to bare decode: {r.rate / bare:.2f});"
         f" CPU per span: server {r.server_us:.1f} µs{db}, sender {r.sender_us:.1f} µs{rows}{retried}"
     )
+
+
+def native_reader_installed() -> bool:
+    from aispend.exporter import otlp_native
+
+    return otlp_native.available()
 
 
 def _median_run(runs: list[Result]) -> Result:
@@ -441,18 +452,23 @@ def main() -> None:
         ledgers = Ledgers(args.ledger, tmp, stack)
         print(f"ledgers: SQLite beside {ledgers.sqlite}; {ledgers.postgres_note}")
         workers = str(args.decode_workers)
-        # (name, ledger kind, replicas, extra flags, also with the baseline)
+        # (name, ledger kind, replicas, extra flags, also with the baseline, environment). The compiled
+        # span reader (native/) is used where installed; the "Python reader" lines turn it off.
+        python_reader = {"AISPEND_NATIVE_READER": "false"}
+        reader = "compiled" if native_reader_installed() else "Python (aispend-native not installed)"
+        print(f"span reader of the after server: {reader}")
         configurations = (
-            ("ledger on (SQLite), 1 replica", "sqlite", 1, [], True),
-            ("ledger on (PostgreSQL), 1 replica", "postgres", 1, [], True),
-            ("ledger on (PostgreSQL), 2 replicas", "postgres", 2, [], True),
-            ("ledger off", "none", 1, [], True),
-            (f"ledger on (SQLite), {workers} decode worker(s)", "sqlite", 1, ["--decode-workers", workers], True),
-            (f"ledger off, {workers} decode worker(s)", "none", 1, ["--decode-workers", workers], False),
+            ("ledger on (SQLite), 1 replica", "sqlite", 1, [], True, None),
+            ("ledger on (SQLite), Python reader", "sqlite", 1, [], True, python_reader),
+            ("ledger on (PostgreSQL), 1 replica", "postgres", 1, [], True, None),
+            ("ledger on (PostgreSQL), 2 replicas", "postgres", 2, [], True, None),
+            ("ledger off", "none", 1, [], True, None),
+            (f"ledger on (SQLite), {workers} decode worker(s)", "sqlite", 1, ["--decode-workers", workers], True, None),
+            (f"ledger off, {workers} decode worker(s)", "none", 1, ["--decode-workers", workers], False, None),
         )
         trees = [("after", None)] + ([("before", baseline)] if baseline is not None else [])
         runs: dict[tuple[str, str], list[Result]] = {}
-        for n, (name, kind, replicas, extra, with_baseline) in enumerate(configurations):
+        for n, (name, kind, replicas, extra, with_baseline, env) in enumerate(configurations):
             for r in range(args.rounds):
                 # before and after take turns going first: drift on a shared machine hits both alike
                 for label, tree in trees if r % 2 == 0 else trees[::-1]:
@@ -460,7 +476,7 @@ def main() -> None:
                         continue
                     ledger = "none" if kind == "none" else ledgers.fresh(kind, f"{n}-{label}-{r}")
                     db_cpu = ledgers.db_cpu if kind == "postgres" and ledgers.db_pid is not None else None
-                    result = run_configuration(tmp, ledger, replicas, extra, warm, payloads, tree, db_cpu)
+                    result = run_configuration(tmp, ledger, replicas, extra, warm, payloads, tree, db_cpu, env)
                     runs.setdefault((name, label), []).append(result)
                     shown = f"{name} [{label}]" if baseline is not None else name
                     shown += f" #{r + 1}" if args.rounds > 1 else ""
