@@ -60,7 +60,6 @@ class HttpResponse:
 READ_HEADERS = frozenset(
     {"authorization", "api-key", "x-api-key", "x-goog-api-key", "x-subscription-token", "user-agent"}
 )
-_ATTRIBUTION_PREFIX = "x-aispend-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +79,17 @@ DEFAULT_HEADERS = HeaderNames.of(READ_HEADERS)
 
 
 def read_headers(pairs: Iterable[tuple[Any, Any]], wanted: HeaderNames = DEFAULT_HEADERS) -> dict[str, str]:
-    """The headers in ``wanted`` or starting with ``x-aispend-``, lower-cased names."""
+    """The headers in ``wanted`` (which holds every attribution header read), lower-cased names."""
     out = {}
     names, raw = wanted.names, wanted.raw
     for name, value in pairs:
         if isinstance(name, bytes):  # httpx's raw headers: compare bytes, decode only the few we keep
             lower = name.lower()
-            if lower in raw or lower.startswith(b"x-aispend-"):
+            if lower in raw:
                 out[lower.decode("latin-1")] = value.decode("latin-1")
             continue
         lower = name.lower()
-        if lower in names or lower.startswith(_ATTRIBUTION_PREFIX):
+        if lower in names:
             out[lower] = value
     return out
 
