@@ -371,9 +371,11 @@ fn to_python<'py>(py: Python<'py>, value: &Any) -> PyResult<Bound<'py, PyAny>> {
         Any::Int(i) => i.into_pyobject(py)?.into_any(),
         Any::Double(d) => PyFloat::new(py, *d).into_any(),
         Any::Bytes(b) => PyBytes::new(py, b).into_any(),
-        Any::Array(items) => {
-            PyTuple::new(py, items.iter().map(|v| to_python(py, v)).collect::<PyResult<Vec<_>>>()?)?.into_any()
-        }
+        Any::Array(items) => PyTuple::new(
+            py,
+            items.iter().map(|v| to_python(py, v)).collect::<PyResult<Vec<_>>>()?,
+        )?
+        .into_any(),
         Any::Map(entries) => {
             let dict = PyDict::new(py);
             for (k, v) in entries {
@@ -411,7 +413,10 @@ impl SpanReader {
         max_resource_spans: usize,
         max_spans: usize,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let limits = Limits { resource_spans: max_resource_spans, spans: max_spans };
+        let limits = Limits {
+            resource_spans: max_resource_spans,
+            spans: max_spans,
+        };
         let Ok(resources) = py.allow_threads(|| request(body, &limits)) else {
             return Ok(None);
         };
@@ -427,7 +432,12 @@ impl SpanReader {
                 }
             }
             let service = match service {
-                Some(s) if s.downcast::<PyString>().is_ok_and(|s| s.to_str().is_ok_and(|t| !t.is_empty())) => s,
+                Some(s)
+                    if s.downcast::<PyString>()
+                        .is_ok_and(|s| s.to_str().is_ok_and(|t| !t.is_empty())) =>
+                {
+                    s
+                }
                 _ => PyString::new(py, "unknown_service").into_any(),
             };
             for (scope, s) in &resource.spans {
@@ -462,7 +472,10 @@ impl SpanReader {
 #[pyfunction]
 fn schema() -> HashMap<&'static str, Vec<u32>> {
     HashMap::from([
-        ("opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest", vec![1]),
+        (
+            "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest",
+            vec![1],
+        ),
         ("opentelemetry.proto.trace.v1.ResourceSpans", vec![1, 2, 3]),
         ("opentelemetry.proto.resource.v1.Resource", vec![1, 2, 3]),
         ("opentelemetry.proto.common.v1.EntityRef", vec![1, 2, 3, 4]),
