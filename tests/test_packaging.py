@@ -48,3 +48,6 @@ def test_wheel_contents(tmp_path):
     assert "aispend = aispend.instrumentation:AiSpendInstrumentor" in text
     assert "aispend = aispend.cli:main" in text
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
+    # pure Python: the compiled span reader is a package of its own (native/), never required
+    assert not any(n.endswith((".so", ".pyd")) or n.startswith("native/") for n in names)
+    assert "aispend-native" not in zipfile.ZipFile(wheel).read(metadata).decode()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -435,3 +437,15 @@ def test_bytes_like_bodies_are_read_too() -> None:
     for form in (bytearray(body), memoryview(body)):
         views = otlp_native.read(form, otlp.DEFAULT_LIMITS)  # type: ignore[arg-type]
         assert views is not None and same(views, python_views(body))
+
+
+def test_without_the_package_the_python_reader_reads_everything() -> None:
+    body = otlp_request([llm("openai", "gpt-4o", 120, 30)]).SerializeToString()
+    code = (
+        "import sys; sys.modules['aispend_native'] = None\n"  # as if never installed: import fails
+        "from aispend.exporter import otlp_native, reading\n"
+        "batch = reading.read_payload(sys.stdin.buffer.read(), False, 10**6, {})\n"
+        "print(otlp_native.available(), [(c.provider, c.model, c.input_tokens) for c in batch.calls])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], input=body, capture_output=True, timeout=60, check=True)
+    assert done.stdout.decode().strip() == "False [('openai', 'gpt-4o', 120)]"
