@@ -51,14 +51,9 @@ def prepare(batch: Batch, engine: PriceEngine, label_max_length: int) -> Batch:
     return batch
 
 
-def request_limits(config: Any) -> otlp.Limits:
-    """The per-request limits of an ``ExporterConfig``."""
-    return otlp.Limits(config.max_resource_spans_per_request, config.max_spans_per_request)
-
-
 def read_with(config: Any, body: bytes, as_json: bool) -> Batch:
     """``read_payload`` with an ``ExporterConfig``'s settings."""
-    limits = request_limits(config)
+    limits = otlp.Limits(config.max_resource_spans_per_request, config.max_spans_per_request)
     return read_payload(body, as_json, config.max_tokens_per_call, config.key_aliases, limits, config.native_reader)
 
 

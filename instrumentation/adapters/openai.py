@@ -57,17 +57,12 @@ def _chat_usage(attrs: dict, usage: Any) -> bool:
     if "cost" in usage:
         set_reported_cost(attrs, usage["cost"])
     if "prompt_tokens" in usage:
-        details = usage.get("prompt_tokens_details")
-        cached = details.get("cached_tokens") if type(details) is dict else None
-        details = usage.get("completion_tokens_details")
-        reasoning = details.get("reasoning_tokens") if type(details) is dict else None
         return set_usage(
             attrs,
-            num(usage["prompt_tokens"]),
-            num(usage.get("completion_tokens")) if "completion_tokens" in usage else 0,
-            None if cached is None else num(cached),
-            None,
-            None if reasoning is None else num(reasoning),
+            input_tokens=num(usage["prompt_tokens"]),
+            output_tokens=num(usage.get("completion_tokens")) if "completion_tokens" in usage else 0,
+            cache_read=num(dig(usage, "prompt_tokens_details", "cached_tokens")),
+            reasoning=num(dig(usage, "completion_tokens_details", "reasoning_tokens")),
         )
     return set_usage(
         attrs,

@@ -290,6 +290,26 @@ struct Limits {
     spans: usize,
 }
 
+type Holder<'a> = (Option<&'a [u8]>, Vec<&'a [u8]>);
+
+/// A `ResourceSpans` or a `ScopeSpans`, which have one shape: (1) the resource or scope, (2) the
+/// scope spans or spans, (3) a schema URL (checked).
+fn holder(buf: &[u8]) -> R<Holder<'_>> {
+    let mut head = None;
+    let mut items = Vec::new();
+    for field in fields(buf) {
+        match field? {
+            (1, Wire::Len(b)) => once(&mut head, b)?,
+            (2, Wire::Len(b)) => items.push(b),
+            (3, Wire::Len(b)) => {
+                text(b)?;
+            }
+            _ => return Err(Unsure),
+        }
+    }
+    Ok((head, items))
+}
+
 fn request<'a>(buf: &'a [u8], limits: &Limits) -> R<Vec<Resource<'a>>> {
     let mut out = Vec::new();
     let mut total = 0usize;
@@ -301,18 +321,7 @@ fn request<'a>(buf: &'a [u8], limits: &Limits) -> R<Vec<Resource<'a>>> {
         if out.len() >= limits.resource_spans {
             return Err(Unsure); // the Python reader says which limit, and how to stay under it
         }
-        let mut resource = None;
-        let mut scopes = Vec::new();
-        for field in fields(rs) {
-            match field? {
-                (1, Wire::Len(b)) => once(&mut resource, b)?,
-                (2, Wire::Len(b)) => scopes.push(b),
-                (3, Wire::Len(b)) => {
-                    text(b)?;
-                }
-                _ => return Err(Unsure),
-            }
-        }
+        let (resource, scopes) = holder(rs)?;
         let mut attributes = Vec::new();
         for field in fields(resource.unwrap_or(b"")) {
             match field? {
@@ -324,18 +333,7 @@ fn request<'a>(buf: &'a [u8], limits: &Limits) -> R<Vec<Resource<'a>>> {
         }
         let mut spans = Vec::new();
         for ss in scopes {
-            let mut scope = None;
-            let mut bodies = Vec::new();
-            for field in fields(ss) {
-                match field? {
-                    (1, Wire::Len(b)) => once(&mut scope, b)?,
-                    (2, Wire::Len(b)) => bodies.push(b),
-                    (3, Wire::Len(b)) => {
-                        text(b)?;
-                    }
-                    _ => return Err(Unsure),
-                }
-            }
+            let (scope, bodies) = holder(ss)?;
             let mut scope_name = "";
             for field in fields(scope.unwrap_or(b"")) {
                 match field? {
