@@ -13,9 +13,10 @@ or directly::
 
 Calls are captured at the HTTP-client layer (``httpx`` and ``httpx2`` sync and async, which the
 ``openai`` and ``anthropic`` SDKs use, ``requests``, ``aiohttp``, and botocore's urllib3 session,
-which boto3 uses), so any SDK version and raw HTTP calls are covered. Each call to OpenAI (and Azure
-OpenAI and OpenAI-compatible hosts), Anthropic, Gemini, AWS Bedrock, Cohere, Ollama, Serper, Tavily,
-Brave Search or Unsplash becomes a CLIENT span named
+which boto3 uses), so any SDK version and raw HTTP calls are covered. Each client is hooked when
+the app imports it (at once if it has already): ``instrument()`` itself imports none of them.
+Each call to OpenAI (and Azure OpenAI and OpenAI-compatible hosts), Anthropic, Gemini, AWS
+Bedrock, Cohere, Ollama, Serper, Tavily, Brave Search or Unsplash becomes a CLIENT span named
 ``"{operation} {model}"`` with ``gen_ai.*`` usage attributes and ``aispend.feature`` /
 ``aispend.customer`` / ``aispend.key`` attribution. The key attribute is an alias or a
 fingerprint (``sk-…a1b2``), never the secret; prompt and completion text are recorded only when
@@ -52,13 +53,14 @@ aispend span because it carries attribution.
 
 from __future__ import annotations
 
-import importlib
+import sys
 from collections.abc import Collection
+from types import ModuleType
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
-from wrapt import wrap_function_wrapper
+from wrapt import register_post_import_hook, wrap_function_wrapper
 
 from aispend import __version__
 from aispend.instrumentation.attribution import attribute
@@ -71,11 +73,24 @@ from aispend.instrumentation.worker import background, inline
 
 __all__ = ["AiSpendInstrumentor", "attribute"]
 
-_HTTPX_MODULES = ("httpx2", "httpx")
+# The modules whose clients are hooked, each when the app imports it (now, if it has already):
+# importing a client the app does not use would cost its start-up time and memory, and made the
+# openai SDK take its legacy-httpx paths on every request (~18 K instructions a streamed call).
+_HOOKED = ("httpx2", "httpx", "requests", "botocore.httpsession", "aiohttp", "opentelemetry.sdk.trace")
+_watched: set[str] = set()  # modules with a post-import hook waiting (one per module and process)
+_current: AiSpendInstrumentor | None = None  # the instrumentor the hooks wrap for, while instrumented
+
+
+def _imported(module: ModuleType) -> None:
+    """wrapt's post-import hook: runs under the import lock, right after ``module`` is imported."""
+    instrumentor = _current
+    if instrumentor is not None:
+        instrumentor._hook(module)
 
 
 class AiSpendInstrumentor(BaseInstrumentor):
-    """Instruments httpx, httpx2, requests and aiohttp; safe to instrument/uninstrument repeatedly."""
+    """Instruments httpx, httpx2, requests, botocore and aiohttp, each when it is imported; safe to
+    instrument/uninstrument repeatedly."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,6 +106,7 @@ class AiSpendInstrumentor(BaseInstrumentor):
         return None
 
     def _instrument(self, **kwargs: Any) -> None:
+        global _current
         settings = {k: kwargs[k] for k in _SETTINGS if k in kwargs}
         config = InstrumentationConfig.load(**settings)
         tracer = get_tracer(kwargs.get("tracer_provider"), __version__)
@@ -103,34 +119,42 @@ class AiSpendInstrumentor(BaseInstrumentor):
             budget_check = self.guard.check
         jobs = inline if config.record_inline else background
         self.recorder = Recorder(tracer, config, budget_check=budget_check, jobs=jobs)
-        for name in _HTTPX_MODULES:
-            module = _optional(name)
-            if module is None:
-                continue
+        _current = self
+        for name in _HOOKED:
+            module = sys.modules.get(name)
+            if module is not None:
+                self._hook(module)
+            elif name not in _watched:  # wrapt runs the hook once, when the module is imported
+                _watched.add(name)
+                register_post_import_hook(_imported, name)
+
+    def _hook(self, module: ModuleType) -> None:
+        """Wrap what ``module`` (one of ``_HOOKED``) sends through; never twice."""
+        assert self.recorder is not None
+        name = module.__name__
+        if name in ("httpx2", "httpx"):
             for cls, method, kind in httpx_clients.targets(module):
                 factory = httpx_clients.sync_send if kind == "sync" else httpx_clients.async_send
                 self._wrap(cls, method, factory(self.recorder))
-        requests = _optional("requests")
-        if requests is not None:
-            self._wrap(requests.Session, "send", requests_session.send(self.recorder))
-        botocore = _optional("botocore.httpsession")
-        if botocore is not None:  # boto3 (AWS Bedrock) sends through botocore's own urllib3 session
+        elif name == "requests":
+            self._wrap(module.Session, "send", requests_session.send(self.recorder))
+        elif name == "botocore.httpsession":  # boto3 (AWS Bedrock) sends through botocore's own urllib3 session
             from aispend.instrumentation.hooks import botocore_session
 
-            self._wrap(botocore.URLLib3Session, "send", botocore_session.send(self.recorder))
-        aiohttp = _optional("aiohttp")
-        if aiohttp is not None:
+            self._wrap(module.URLLib3Session, "send", botocore_session.send(self.recorder))
+        elif name == "aiohttp":
             from aispend.instrumentation.hooks import aiohttp_client
 
-            self._wrap(aiohttp.ClientSession, "_request", aiohttp_client.request(self.recorder))
-        sdk = _optional("opentelemetry.sdk.trace")
-        if sdk is not None:
-            # Spans are recorded on a background thread: whoever flushes or shuts down the SDK's
+            self._wrap(module.ClientSession, "_request", aiohttp_client.request(self.recorder))
+        elif name == "opentelemetry.sdk.trace":
+            # Spans may be recorded on a background thread: whoever flushes or shuts down the SDK's
             # tracer provider (a serverless handler, atexit) gets the finished calls' spans too.
-            self._wrap(sdk.TracerProvider, "force_flush", _flush_first)
-            self._wrap(sdk.TracerProvider, "shutdown", _flush_first)
+            self._wrap(module.TracerProvider, "force_flush", _flush_first)
+            self._wrap(module.TracerProvider, "shutdown", _flush_first)
 
     def _wrap(self, cls: type, method: str, wrapper: Any) -> None:
+        if (cls, method) in self._wrapped:
+            return
         try:
             wrap_function_wrapper(cls, method, wrapper)
             self._wrapped.append((cls, method))
@@ -143,6 +167,9 @@ class AiSpendInstrumentor(BaseInstrumentor):
         return background.flush(timeout)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        global _current
+        if _current is self:
+            _current = None  # the post-import hooks stay registered (wrapt cannot remove them) and do nothing
         background.flush(2.0)
         while self._wrapped:
             cls, method = self._wrapped.pop()
@@ -173,10 +200,3 @@ def _flush_first(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
     except Exception as exc:
         log_once("flushing recorded calls", exc)
     return wrapped(*args, **kwargs)
-
-
-def _optional(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from importlib.metadata import entry_points
 
 import httpx
@@ -35,3 +38,44 @@ def test_instrument_twice_wraps_once(fake):
         assert len(h.spans()) == 1
     finally:
         h.instrumentor.uninstrument()
+
+
+LATE_IMPORTS = """
+import json, sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from aispend.instrumentation import AiSpendInstrumentor
+
+base, then = sys.argv[1], sys.argv[2]
+CLIENTS = ("httpx", "httpx2", "requests", "botocore", "aiohttp")
+exporter, provider = InMemorySpanExporter(), TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+instrumentor = AiSpendInstrumentor()
+instrumentor.instrument(tracer_provider=provider, provider_urls=f"openai={base}")
+loaded = [name for name in CLIENTS if name in sys.modules]
+if then == "uninstrument":
+    instrumentor.uninstrument()
+import httpx, requests  # imported by the app after instrument()
+body = {"model": "gpt-4o", "messages": []}
+httpx.post(f"{base}/chat/completions", json=body)
+requests.post(f"{base}/chat/completions", json=body)
+print(json.dumps({"loaded": loaded, "spans": len(exporter.get_finished_spans())}))
+"""
+
+
+def _late_imports(fake, then: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", LATE_IMPORTS, fake.openai_base, then], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_clients_imported_after_instrument_are_hooked_and_none_is_imported_by_it(fake):
+    """instrument() imports no HTTP client; one the app imports later is hooked as it is imported."""
+    assert _late_imports(fake, "keep") == {"loaded": [], "spans": 2}
+
+
+def test_clients_imported_after_uninstrument_are_left_alone(fake):
+    assert _late_imports(fake, "uninstrument") == {"loaded": [], "spans": 0}
