@@ -448,7 +448,6 @@ class Tap:
     __slots__ = (
         "_body",
         "_call",
-        "_chunks",
         "_decoder",
         "_headers",
         "_jobs",
@@ -456,6 +455,7 @@ class Tap:
         "_pending",
         "_sse",
         "_status",
+        "held",
     )
 
     def __init__(self, call: Call, status: int, headers: Mapping[str, str], already_decoded: bool) -> None:
@@ -467,7 +467,7 @@ class Tap:
         self._sse: SSEParser | StreamParser | None = None
         self._observer: StreamObserver | None = None
         self._body: bytearray | None = None
-        self._chunks: list[bytes] = []
+        self.held: list[bytes] = []  # chunks not yet handed to the worker (``feed``, ``hooks.streams``)
         self._pending = 0
         content_type, encoding = body_headers(headers)
         self._jobs.submit(self._open, content_type, None if already_decoded else encoding)
@@ -478,18 +478,30 @@ class Tap:
         call = self._call
         if call._first_chunk is None:
             call._first_chunk = time.monotonic()
-        self._chunks.append(chunk)
+        self.held.append(chunk)
         self._pending += len(chunk)
         if self._pending > BATCH_BYTES:
-            self._jobs.submit(self._feed, self._chunks)
-            self._chunks, self._pending = [], 0
+            self.hand_over()
+
+    def first_chunk(self) -> bool:
+        """Note the first chunk's time (``feed`` does it itself); False, for the caller's flag."""
+        call = self._call
+        if call._first_chunk is None:
+            call._first_chunk = time.monotonic()
+        return False
+
+    def hand_over(self) -> list[bytes]:
+        """Give the chunks held so far to the worker; the new (empty) ``held`` list."""
+        self._jobs.submit(self._feed, self.held)
+        self.held, self._pending = [], 0
+        return self.held
 
     def finish(self, error: BaseException | None = None) -> None:
         """End of stream, close, garbage collection or an error while reading."""
         call = self._call
         if call._done:
             return
-        chunks, self._chunks = self._chunks, []
+        chunks, self.held = self.held, []
         error_type = type(error).__qualname__ if error is not None else None
         call.finish(status=self._status, error_type=error_type, read=(self._close, (chunks,)))
 

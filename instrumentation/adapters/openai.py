@@ -73,6 +73,12 @@ def _chat_usage(attrs: dict, usage: Any) -> bool:
     )
 
 
+# A chat chunk's own fields (OpenAI's, and ``usage``): never a host's ``x_<host>`` extension
+_CHUNK_FIELDS = frozenset(
+    {"id", "object", "created", "model", "choices", "usage", "service_tier", "system_fingerprint", "obfuscation"}
+)
+
+
 def usage_in(chunk: dict[str, Any]) -> Any:
     """A chunk's usage wherever an OpenAI-compatible host puts it: top-level ``usage`` (OpenAI,
     ``stream_options.include_usage``), ``x_<host>.usage`` (Groq's ``x_groq``), or inside a choice
@@ -80,7 +86,8 @@ def usage_in(chunk: dict[str, Any]) -> Any:
     usage = chunk.get("usage")
     if isinstance(usage, dict):
         return usage
-    for key, value in chunk.items():
+    for key in chunk.keys() - _CHUNK_FIELDS:  # a set difference in C: a chunk has no other key, as a rule
+        value = chunk[key]
         if key.startswith("x_") and isinstance(value, dict) and isinstance(value.get("usage"), dict):
             return value["usage"]
     choices = chunk.get("choices")
@@ -197,7 +204,7 @@ class _OpenAIStream:
     chunks back to the last finish reason are parsed. Responses text deltas are held likewise and
     read only if no usage came; its other (few) events are read as they come."""
 
-    __slots__ = ("_adapter", "_chunks", "_deltas", "_finished", "_reasons", "_start", "observed")
+    __slots__ = ("_adapter", "_chunks", "_deltas", "_finished", "_reasons", "_start", "_usage_at_end", "observed")
 
     def __init__(self, adapter: OpenAIAdapter, start: CallStart, observed: Observed) -> None:
         self._adapter = adapter
@@ -205,6 +212,7 @@ class _OpenAIStream:
         self.observed = observed
         self._reasons: dict[int, str] = {}
         self._finished: set[Any] = set()  # choice indexes whose finish reason the read-back has seen
+        self._usage_at_end = False  # the newest chunk carries the usage (found by the read-back)
         self._chunks = HeldEvents(self._apply)
         self._deltas: HeldEvents | None = None  # Responses API text deltas, made when the first comes
 
@@ -239,7 +247,9 @@ class _OpenAIStream:
     def _enough(self, tail: list[dict[str, Any]]) -> bool:
         """The newest chunks hold the usage and every choice's finish reason. Called with each
         chunk read back (``tail[-1]``), so it looks at that one only: linear in the stream."""
-        if usage_in(tail[0]) is None:
+        if len(tail) == 1:  # the newest chunk, looked at once
+            self._usage_at_end = usage_in(tail[0]) is not None
+        if not self._usage_at_end:
             return False  # no usage at the end: every chunk's text may be needed for the estimate
         for choice in tail[-1].get("choices") or ():
             if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):

@@ -105,6 +105,38 @@ def test_async_stream(harness):
     assert_attrs(harness.attrs(), {**BASE, **USAGE, "gen_ai.request.stream": True})
 
 
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_streams_handed_over_in_small_batches_read_the_same(harness, monkeypatch, include_usage):
+    """The stream proxies hand the chunks held so far to the worker every BATCH_BYTES: with a
+    limit smaller than one chunk, every chunk goes in a batch of its own, sync and async."""
+    from aispend.instrumentation import calls
+    from aispend.instrumentation.hooks import streams
+
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+
+    async def async_call():
+        stream = await aclient(harness).chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, **options
+        )
+        return [c async for c in stream]
+
+    def both() -> list[dict]:
+        for chunk in client(harness).chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True, **options):
+            assert chunk.id  # every chunk reaches the app whole
+        asyncio.run(async_call())
+        spans = harness.spans()
+        harness.exporter.clear()
+        return [{k: v for k, v in s.attributes.items() if k not in ("gen_ai.response.id", TTFC)} for s in spans]
+
+    TTFC = "gen_ai.response.time_to_first_chunk"
+    whole = both()
+    for module in (calls, streams):
+        monkeypatch.setattr(module, "BATCH_BYTES", 10)
+    batched = both()
+    assert batched == whole and len(whole) == 2 and whole[0] == whole[1]
+    assert ("aispend.usage.estimated" in whole[0]) is not include_usage
+
+
 def test_stream_as_context_manager_closed_early(harness):
     with client(harness).chat.completions.create(
         model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
