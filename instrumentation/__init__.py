@@ -94,6 +94,11 @@ class AiSpendInstrumentor(BaseInstrumentor):
 
     def __init__(self) -> None:
         super().__init__()
+        if hasattr(self, "_wrapped"):
+            # BaseInstrumentor is a singleton: ``AiSpendInstrumentor()`` again returns this instance
+            # and runs __init__ again, which must not forget what is wrapped (uninstrument would
+            # leave it all in place)
+            return
         self._wrapped: list[tuple[type, str]] = []
         self.recorder: Recorder | None = None
         self.guard: Any = None

@@ -31,6 +31,7 @@ def test_uninstrument_restores_the_clients(fake):
 
 
 def test_instrument_twice_wraps_once(fake):
+    original = httpx.Client.send
     h = instrument(fake)
     try:
         AiSpendInstrumentor().instrument()  # already instrumented: ignored
@@ -38,6 +39,7 @@ def test_instrument_twice_wraps_once(fake):
         assert len(h.spans()) == 1
     finally:
         h.instrumentor.uninstrument()
+    assert httpx.Client.send is original  # AiSpendInstrumentor() again (the singleton) forgot nothing
 
 
 LATE_IMPORTS = """
