@@ -140,7 +140,7 @@ class AiSpendInstrumentor(BaseInstrumentor):
         if name in ("httpx2", "httpx"):
             for cls, method, kind in httpx_clients.targets(module):
                 factory = httpx_clients.sync_send if kind == "sync" else httpx_clients.async_send
-                self._wrap(cls, method, factory(self.recorder))
+                self._wrap(cls, method, factory(self.recorder, module))
         elif name == "requests":
             self._wrap(module.Session, "send", requests_session.send(self.recorder))
         elif name == "botocore.httpsession":  # boto3 (AWS Bedrock) sends through botocore's own urllib3 session

@@ -15,7 +15,7 @@ from aispend.instrumentation.exchange import (
     read_headers,
     read_lowered_headers,
 )
-from aispend.instrumentation.hooks.streams import AsyncStreamProxy, SyncStreamProxy
+from aispend.instrumentation.hooks.streams import byte_stream_proxies
 from aispend.instrumentation.safety import log_once
 
 
@@ -83,27 +83,31 @@ def _observe(call: Call, response: Any, streamed: bool, proxy: type) -> None:
         call.finish(status=getattr(response, "status_code", None))
 
 
-def sync_send(recorder: Recorder) -> Any:
+def sync_send(recorder: Recorder, module: ModuleType) -> Any:
+    proxy = byte_stream_proxies(module)[0]
+
     def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         request = args[0] if args else kwargs.get("request")
         call = _begin(recorder, request)
         if call is None:
             return wrapped(*args, **kwargs)
         response = call.run(lambda: wrapped(*args, **kwargs))
-        _observe(call, response, bool(kwargs.get("stream", False)), SyncStreamProxy)
+        _observe(call, response, bool(kwargs.get("stream", False)), proxy)
         return response
 
     return wrapper
 
 
-def async_send(recorder: Recorder) -> Any:
+def async_send(recorder: Recorder, module: ModuleType) -> Any:
+    proxy = byte_stream_proxies(module)[1]
+
     async def wrapper(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         request = args[0] if args else kwargs.get("request")
         call = _begin(recorder, request)
         if call is None:
             return await wrapped(*args, **kwargs)
         response = await call.run_async(lambda: wrapped(*args, **kwargs))
-        _observe(call, response, bool(kwargs.get("stream", False)), AsyncStreamProxy)
+        _observe(call, response, bool(kwargs.get("stream", False)), proxy)
         return response
 
     return wrapper

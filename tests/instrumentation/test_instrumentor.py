@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from importlib.metadata import entry_points
 
 import httpx
 import httpx2
+import pytest
 import requests
 
 from aispend.instrumentation import AiSpendInstrumentor
@@ -81,3 +83,35 @@ def test_clients_imported_after_instrument_are_hooked_and_none_is_imported_by_it
 
 def test_clients_imported_after_uninstrument_are_left_alone(fake):
     assert _late_imports(fake, "uninstrument") == {"loaded": [], "spans": 0}
+
+
+@pytest.mark.parametrize("module", [httpx, httpx2])
+def test_a_streamed_response_keeps_its_stream_type_and_attributes(fake, module):
+    """The proxy the stream is wrapped in is the module's own SyncByteStream / AsyncByteStream
+    (the client's isinstance checks), forwards what it does not override to the real stream and
+    ends the span once, however the stream ends."""
+    body = {"model": "gpt-4o", "messages": [], "stream": True}
+    url = f"{fake.openai_base}/chat/completions"
+    bare = {}
+    with module.Client() as client, client.stream("POST", url, json=body) as response:
+        bare = {"type": type(response.stream), "attrs": sorted(vars(response.stream)), "text": response.read()}
+    h = instrument(fake)
+    try:
+        with module.Client() as client, client.stream("POST", url, json=body) as response:
+            stream = response.stream
+            assert isinstance(stream, module.SyncByteStream) and type(stream) is not bare["type"]
+            assert stream.__wrapped__.__class__ is bare["type"]
+            assert bare["attrs"]  # something to forward
+            assert all(getattr(stream, name) is getattr(stream.__wrapped__, name) for name in bare["attrs"])
+            assert response.read().count(b"data: ") == bare["text"].count(b"data: ")
+            assert repr(stream) == repr(stream.__wrapped__)
+
+        async def via_async() -> bool:
+            async with module.AsyncClient() as aclient, aclient.stream("POST", url, json=body) as response:
+                await response.aread()
+                return isinstance(response.stream, module.AsyncByteStream)
+
+        assert asyncio.run(via_async())
+        assert len(h.spans()) == 2  # each ended once (end of stream, then close(), then collection)
+    finally:
+        h.instrumentor.uninstrument()
