@@ -75,7 +75,7 @@ __all__ = ["AiSpendInstrumentor", "attribute"]
 
 # The modules whose clients are hooked, each when the app imports it (now, if it has already):
 # importing a client the app does not use would cost its start-up time and memory, and made the
-# openai SDK take its legacy-httpx paths on every request (~18 K instructions a streamed call).
+# openai SDK take its legacy-httpx paths on every request (~4 K instructions a call).
 _HOOKED = ("httpx2", "httpx", "requests", "botocore.httpsession", "aiohttp", "opentelemetry.sdk.trace")
 _watched: set[str] = set()  # modules with a post-import hook waiting (one per module and process)
 _current: AiSpendInstrumentor | None = None  # the instrumentor the hooks wrap for, while instrumented

@@ -52,7 +52,7 @@ def _tapped(chunks: Iterable[bytes], tap: Tap) -> Iterator[bytes]:
 class _Forwarding:
     """What the httpx stream proxies share: the stream they wrap, the tap, every other attribute
     forwarded to the stream. Plain classes made per module (``byte_stream_proxies``) instead of
-    ``wrapt.ObjectProxy``: making one and iterating through it cost ~9 K instructions less a
+    ``wrapt.ObjectProxy``: making one and iterating through it cost ~27 K instructions less a
     streamed call, and a subclass of the module's own base class passes its isinstance checks."""
 
     def __init__(self, wrapped: Any, tap: Tap) -> None:
