@@ -467,7 +467,7 @@ class Tap:
         self._sse: SSEParser | StreamParser | None = None
         self._observer: StreamObserver | None = None
         self._body: bytearray | None = None
-        self.held: list[bytes] = []  # chunks not yet handed to the worker (``feed``, ``hooks.streams``)
+        self.held: list[bytes] = []  # chunks not yet handed to the worker (``feed``, ``hooks.streams._tapped``)
         self._pending = 0
         content_type, encoding = body_headers(headers)
         self._jobs.submit(self._open, content_type, None if already_decoded else encoding)
@@ -475,16 +475,15 @@ class Tap:
     def feed(self, chunk: bytes) -> None:
         if not chunk:
             return
-        call = self._call
-        if call._first_chunk is None:
-            call._first_chunk = time.monotonic()
+        if self._call._first_chunk is None:
+            self.first_chunk()
         self.held.append(chunk)
         self._pending += len(chunk)
         if self._pending > BATCH_BYTES:
             self.hand_over()
 
     def first_chunk(self) -> bool:
-        """Note the first chunk's time (``feed`` does it itself); False, for the caller's flag."""
+        """Note the first chunk's time (once); False, for the caller's flag."""
         call = self._call
         if call._first_chunk is None:
             call._first_chunk = time.monotonic()

@@ -27,8 +27,7 @@ def _finish(tap: Tap, error: BaseException | None = None) -> None:
 
 def _tapped(chunks: Iterable[bytes], tap: Tap) -> Iterator[bytes]:
     """Yield the chunks unchanged, keeping each in the tap; finish at the end, on abandon or error.
-    ``Tap.feed``'s work is done inline (here and in ``AsyncStreamProxy``): a call per chunk cost
-    more than the rest of it."""
+    ``Tap.feed``'s work is done inline: a call per chunk cost more than the rest of it."""
     held, size, first = tap.held, 0, True
     try:
         for chunk in chunks:
@@ -89,16 +88,9 @@ class AsyncStreamProxy(_Forwarding):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         tap = self._self_tap
-        held, size, first = tap.held, 0, True
         try:
             async for chunk in self.__wrapped__:
-                if chunk:
-                    if first:
-                        first = tap.first_chunk()
-                    held.append(chunk)
-                    size += len(chunk)
-                    if size > BATCH_BYTES:
-                        held, size = tap.hand_over(), 0
+                tap.feed(chunk)  # the event loop's cost per chunk dwarfs the call
                 yield chunk
         except GeneratorExit:
             _finish(tap)
