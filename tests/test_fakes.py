@@ -119,6 +119,25 @@ def test_openai_chat_stream_without_include_usage_has_no_usage(fake, oai, http):
     assert '"usage"' not in raw and raw.endswith("data: [DONE]\n\n")
 
 
+def test_stream_length_per_request_header_repeats_the_reply(fake, oai, http):
+    chunks = list(
+        oai.chat.completions.create(
+            model="gpt-4o", messages=MSG, stream=True, extra_headers={"x-fake-stream-chunks": "100"}
+        )
+    )
+    pieces = [c.choices[0].delta.content for c in chunks[1:-1]]
+    assert len(pieces) == 100 and all(pieces)  # role chunk, 100 text pieces, finish chunk
+    reply = "Hello from the fake openai server."
+    assert "".join(pieces) == " ".join([reply] * 3)  # 34 characters: repeated to fill 100 pieces
+    assert len(list(oai.chat.completions.create(model="gpt-4o", messages=MSG, stream=True))) == 3 + 2
+    bad = http.post(
+        fake.openai_base + "/chat/completions",
+        json={"model": "gpt-4o", "stream": True},
+        headers={"x-fake-stream-chunks": "many"},
+    )
+    assert bad.status_code == 400 and "x-fake-stream-chunks" in bad.text
+
+
 def test_openai_chat_stream_with_include_usage_ends_with_usage_chunk(fake, oai):
     kwargs = {"model": "gpt-4o", "messages": MSG, "stream": True, "stream_options": {"include_usage": True}}
     chunks = list(oai.chat.completions.create(**kwargs))

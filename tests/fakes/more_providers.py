@@ -443,7 +443,7 @@ class MoreProviders:
         u = self._usage_for("bedrock", req)
         rid = f"fake-{self._next_id()}"
         headers = {"x-amzn-requestid": rid}
-        pieces = self._pieces("bedrock")
+        pieces = self._pieces("bedrock", req)
         if op == "converse":
             if not isinstance(body.get("messages"), list):
                 raise ValueError("Malformed input request: messages is required")
@@ -478,11 +478,11 @@ class MoreProviders:
         if params["version"] == "v1":
             if not body.get("stream"):
                 return _json_reply(cohere_v1_chat(rid, p.reply_text("cohere"), u), headers=headers)
-            lines = cohere_v1_lines(rid, self._pieces("cohere"), u)
+            lines = cohere_v1_lines(rid, self._pieces("cohere", req), u)
             events = [json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines]
             return _Reply(content_type="application/stream+json", events=events, headers=headers)
         if body.get("stream"):
-            events = cohere_chat_events(rid, self._pieces("cohere"), u)
+            events = cohere_chat_events(rid, self._pieces("cohere", req), u)
             return _sse_reply([p.sse(data, event) for event, data in events], headers)
         return _json_reply(cohere_chat(rid, p.reply_text("cohere"), u), headers=headers)
 
@@ -500,7 +500,7 @@ class MoreProviders:
             raw = body.get("input")
             return _json_reply(ollama_embed(model, raw if isinstance(raw, list) else [raw], u))
         if body.get("stream", True):  # Ollama streams unless told not to
-            lines = ollama_lines(op, model, self._pieces("ollama"), u)
+            lines = ollama_lines(op, model, self._pieces("ollama", req), u)
             events = [json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines]
             return _Reply(content_type="application/x-ndjson", events=events)
         return _json_reply(ollama_response(op, model, p.reply_text("ollama"), u))

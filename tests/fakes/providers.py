@@ -14,7 +14,8 @@ Knobs (per instance, or per request with a header):
 * usage: ``fake.set_usage("openai", prompt_tokens=1000)``; header ``x-fake-usage: {"prompt_tokens": 5}``
   (merged over the instance values; keys the endpoint does not use are ignored).
 * faults: ``fake.fault = "http_429"``; header ``x-fake-fault: truncate`` (see ``FAULTS``).
-* streams: ``fake.stream_chunks`` text pieces, ``fake.chunk_delay`` seconds between SSE events.
+* streams: ``fake.stream_chunks`` text pieces (header ``x-fake-stream-chunks: 100``), ``fake.chunk_delay``
+  seconds between SSE events.
 * ``fake.gzip = True``: gzip non-streaming JSON when the client accepts it.
 * ``fake.openrouter_cost``: the USD figure OpenRouter reports in ``usage.cost`` (under ``/openrouter``,
   which always sends usage, also in streams, as OpenRouter does).
@@ -355,8 +356,21 @@ class FakeProviders(more_providers.MoreProviders):
             raise _BadRequest("you must provide a model parameter")
         return p.resolve_model(str(model))
 
-    def _pieces(self, provider: str) -> list[str]:
-        return p.split_text(p.reply_text(provider), self.stream_chunks)
+    def _pieces(self, provider: str, req: RecordedRequest) -> list[str]:
+        """The streamed reply's text pieces: ``stream_chunks`` of them, or the request's
+        ``x-fake-stream-chunks``. More pieces than the reply has characters repeat the reply (a
+        stream of realistic length, one piece a token, for the benchmarks)."""
+        raw = req.headers.get("x-fake-stream-chunks")
+        try:
+            n = self.stream_chunks if raw is None else int(raw)
+        except ValueError as exc:
+            raise _BadRequest(f"x-fake-stream-chunks is not a number: {raw!r}") from exc
+        if n < 1:
+            raise _BadRequest("x-fake-stream-chunks must be at least 1")
+        text = p.reply_text(provider)
+        if n > len(text):
+            text = " ".join([text] * -(-n // len(text)))
+        return p.split_text(text, n)
 
     # --- OpenAI / Azure OpenAI ------------------------------------------------------------------
 
@@ -374,7 +388,7 @@ class FakeProviders(more_providers.MoreProviders):
             chunks = p.openai_chat_chunks(
                 id=cid,
                 model=model,
-                pieces=self._pieces("openai"),
+                pieces=self._pieces("openai", req),
                 usage=usage if include else None,
                 created=created,
                 azure=azure,
@@ -395,7 +409,7 @@ class FakeProviders(more_providers.MoreProviders):
         headers = {"x-generation-id": cid}
         if body.get("stream"):
             chunks = p.openai_chat_chunks(
-                id=cid, model=model, pieces=self._pieces("openai"), usage=None, created=created
+                id=cid, model=model, pieces=self._pieces("openai", req), usage=None, created=created
             )
             last = chunks[-1] | {"choices": [], "usage": usage}
             return _sse_reply([*map(p.sse, chunks), p.sse(last), p.sse("[DONE]")], headers)
@@ -413,7 +427,11 @@ class FakeProviders(more_providers.MoreProviders):
         if body.get("stream"):
             include = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = p.openai_completion_chunks(
-                id=cid, model=model, pieces=self._pieces("openai"), usage=usage if include else None, created=created
+                id=cid,
+                model=model,
+                pieces=self._pieces("openai", req),
+                usage=usage if include else None,
+                created=created,
             )
             return _sse_reply([*map(p.sse, chunks), p.sse("[DONE]")], self._openai_headers())
         text = p.reply_text("openai")
@@ -429,7 +447,7 @@ class FakeProviders(more_providers.MoreProviders):
         n = self._next_id()
         ids = {"id": f"resp_fake_{n}", "msg_id": f"msg_fake_{n}", "model": model, "created": int(time.time())}
         if body.get("stream"):
-            events = p.openai_response_events(**ids, pieces=self._pieces("openai"), usage=usage)
+            events = p.openai_response_events(**ids, pieces=self._pieces("openai", req), usage=usage)
             return _sse_reply([p.sse(data, event) for event, data in events], self._openai_headers())
         return _json_reply(
             p.openai_response(**ids, text=p.reply_text("openai"), usage=usage), headers=self._openai_headers()
@@ -478,7 +496,7 @@ class FakeProviders(more_providers.MoreProviders):
         n = self._next_id()
         mid, headers = f"msg_fake_{n}", {"request-id": f"req_fake_{n}"}
         if body.get("stream"):
-            events = p.anthropic_events(id=mid, model=model, pieces=self._pieces("anthropic"), usage=usage)
+            events = p.anthropic_events(id=mid, model=model, pieces=self._pieces("anthropic", req), usage=usage)
             return _sse_reply([p.sse(data, event) for event, data in events], headers)
         return _json_reply(
             p.anthropic_message(id=mid, model=model, text=p.reply_text("anthropic"), usage=usage), 200, headers
@@ -495,7 +513,12 @@ class FakeProviders(more_providers.MoreProviders):
         if body.get("stream"):
             include = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = p.groq_chat_chunks(
-                id=cid, model=model, pieces=self._pieces("groq"), usage=usage, created=created, include_usage=include
+                id=cid,
+                model=model,
+                pieces=self._pieces("groq", req),
+                usage=usage,
+                created=created,
+                include_usage=include,
             )
             return _sse_reply([*map(p.sse, chunks), p.sse("[DONE]")], headers)
         text = p.reply_text("groq")
@@ -511,7 +534,7 @@ class FakeProviders(more_providers.MoreProviders):
         if params["op"] == "generateContent":
             return _json_reply(p.gemini_response(id=rid, model=model, text=p.reply_text("gemini"), usage=usage))
         vertex = req.provider == "vertex"
-        chunks = p.gemini_chunks(id=rid, model=model, pieces=self._pieces("gemini"), usage=usage, vertex=vertex)
+        chunks = p.gemini_chunks(id=rid, model=model, pieces=self._pieces("gemini", req), usage=usage, vertex=vertex)
         if req.query.get("alt") == "sse":  # Gemini frames SSE events with CRLF
             return _sse_reply([p.sse(c, sep="\r\n") for c in chunks])
         return _json_reply(chunks)  # without alt=sse the stream is one JSON array
