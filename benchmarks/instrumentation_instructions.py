@@ -28,6 +28,7 @@ Instructions are not time: a thread hand-off or a cache miss costs time and few 
 are what the Python code of each instrumentation costs, exactly, on any machine.
 
 Run: .venv/bin/python benchmarks/instrumentation_instructions.py [--calls 60] [--only aispend,openai-v2] [--in-process]
+The kinds of call are ``instrumentation_overhead``'s, the 100-token stream included (``--calls`` of each).
 Needs valgrind (``apt-get install valgrind``). The peers as in ``instrumentation_overhead``'s
 docstring (run with the interpreter of a venv that has them); a missing one is skipped.
 """
@@ -55,27 +56,29 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import instrumentation_overhead as overhead  # noqa: E402  (the same configurations and fake server)
 
-KINDS = ("non-streaming", "streaming")
+KINDS = overhead.KINDS
 WARM_UP = 20
 
 
 def record(fake_url: str, out: Path) -> None:
-    """The fake provider's two replies (status, headers, body chunks as they arrived), for --in-process."""
+    """The fake provider's reply to each kind of call (status, headers, body chunks as they
+    arrived), for --in-process."""
     import httpx2
 
     replies = {}
-    for stream in (False, True):
+    for stream, headers, _ in overhead.CALLS.values():
         body: dict[str, object] = {"model": "gpt-4o", "messages": overhead.MESSAGES}
         if stream:
             body.update(stream=True, stream_options={"include_usage": True})
-        with httpx2.Client() as client, client.stream("POST", f"{fake_url}/openai/v1/chat/completions", json=body) as r:
-            headers = [(k, v) for k, v in r.headers.raw if k.lower() not in (b"content-length", b"transfer-encoding")]
-            replies[stream] = (r.status_code, headers, list(r.iter_raw()))
+        url = f"{fake_url}/openai/v1/chat/completions"
+        with httpx2.Client() as client, client.stream("POST", url, json=body, headers=headers) as r:
+            kept = [(k, v) for k, v in r.headers.raw if k.lower() not in (b"content-length", b"transfer-encoding")]
+            replies[stream, headers.get("x-fake-stream-chunks")] = (r.status_code, kept, list(r.iter_raw()))
     out.write_bytes(pickle.dumps(replies))
 
 
 def _replaying(recorded: Path) -> Any:
-    """An httpx2 client answering every request with the recorded reply, chunk by chunk."""
+    """An httpx2 client answering every request with the recorded reply to its kind, chunk by chunk."""
     import httpx2
 
     replies = pickle.loads(recorded.read_bytes())
@@ -88,7 +91,8 @@ def _replaying(recorded: Path) -> Any:
             return iter(self.chunks)
 
     def reply(request: Any) -> Any:
-        status, headers, chunks = replies[json.loads(request.content).get("stream") is True]
+        key = json.loads(request.content).get("stream") is True, request.headers.get("x-fake-stream-chunks")
+        status, headers, chunks = replies[key]
         return httpx2.Response(status, headers=headers, stream=Chunks(chunks))
 
     return httpx2.Client(transport=httpx2.MockTransport(reply))
@@ -113,28 +117,16 @@ def worker(name: str, fake_url: str, calls: int, with_gc: bool, recorded: Path |
         max_retries=0,
         **({} if recorded is None else {"http_client": _replaying(recorded)}),
     )
-
-    def plain() -> None:
-        client.chat.completions.create(model="gpt-4o", messages=overhead.MESSAGES)
-
-    def streaming() -> None:
-        chunks = 0
-        for _ in client.chat.completions.create(
-            model="gpt-4o", messages=overhead.MESSAGES, stream=True, stream_options={"include_usage": True}
-        ):
-            chunks += 1
-        if chunks < 2:
-            raise SystemExit(f"the stream gave {chunks} chunks: not the recorded stream")
-
+    makers = overhead.call_makers(client)
     for _ in range(WARM_UP):
-        plain()
-        streaming()
+        for fn in makers.values():
+            fn()
     provider.force_flush()
     if not with_gc:
         gc.collect()
         gc.disable()
     os.getppid()  # marker: callgrind dumps the count so far (start-up, warm-up)
-    for fn in (plain, streaming):
+    for fn in makers.values():
         for _ in range(calls):
             fn()
         provider.force_flush()
@@ -143,14 +135,22 @@ def worker(name: str, fake_url: str, calls: int, with_gc: bool, recorded: Path |
 
 
 def count(
-    name: str, fake_url: str, calls: int, out: Path, with_gc: bool, recorded: Path | None = None
-) -> dict[str, float]:
-    """Instructions per call of each kind for one configuration."""
+    name: str,
+    fake_url: str,
+    calls: int,
+    out: Path,
+    with_gc: bool,
+    recorded: Path | None = None,
+    cache_sim: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Callgrind's events per call of each kind for one configuration: ``Ir`` (instructions), and
+    with ``cache_sim`` the cache and branch events and the estimated cycles derived from them."""
     prefix = out / name.replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", "")
     cmd = [
         "valgrind",
         "--tool=callgrind",
         "--dump-before=getppid",
+        *(["--cache-sim=yes", "--branch-sim=yes"] if cache_sim else []),
         f"--callgrind-out-file={prefix}",
         sys.executable,
         __file__,
@@ -168,17 +168,38 @@ def count(
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{name}: the worker failed under valgrind:\n{done.stderr[-3000:]}")
-    # dump 1: start-up and warm-up; 2: non-streaming calls; 3: streaming calls
-    if Path(f"{prefix}.4").exists():
+    # dump 1: start-up and warm-up; then one a kind, in KINDS' order
+    if Path(f"{prefix}.{len(KINDS) + 2}").exists():
         raise SystemExit(f"{name}: something else in the worker calls getppid(); the markers are not ours alone")
-    return {kind: _totals(Path(f"{prefix}.{i}")) / calls for i, kind in enumerate(KINDS, start=2)}
+    per_call = {}
+    for i, kind in enumerate(KINDS, start=2):
+        totals = _totals(Path(f"{prefix}.{i}"))
+        if cache_sim:
+            totals["cycles"] = estimated_cycles(totals)
+            totals["mispredicts"] = totals["Bcm"] + totals["Bim"]
+        per_call[kind] = {event: value / calls for event, value in totals.items()}
+    return per_call
 
 
-def _totals(path: Path) -> int:
+def _totals(path: Path) -> dict[str, int]:
+    """The dump's ``totals:`` line by the names of its ``events:`` line."""
+    events: list[str] = []
     for line in path.read_text().splitlines():
-        if line.startswith("totals:"):
-            return int(line.split()[1])
-    raise SystemExit(f"{path}: no totals line (callgrind's output format changed?)")
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith("totals:") and events:
+            return dict(zip(events, map(int, line.split()[1:]), strict=True))
+    raise SystemExit(f"{path}: no events and totals lines (callgrind's output format changed?)")
+
+
+def estimated_cycles(e: dict[str, int]) -> int:
+    """Cycles estimated from the cache simulation as iai and pythonspeed.com's "consistent
+    benchmarking in CI" do: an L1 hit 1, an LL hit 5, a RAM access 35. Mispredicted branches
+    (10-30 cycles each on current cores) are printed beside it, not in it."""
+    accesses = e["Ir"] + e["Dr"] + e["Dw"]
+    l1_misses = e["I1mr"] + e["D1mr"] + e["D1mw"]
+    ll_misses = e["ILmr"] + e["DLmr"] + e["DLmw"]
+    return (accesses - l1_misses) + 5 * (l1_misses - ll_misses) + 35 * ll_misses
 
 
 def main() -> None:
@@ -195,6 +216,12 @@ def main() -> None:
         help="replay the fake provider's recorded replies in-process (httpx2.MockTransport, spans exported"
         " on the calling thread, fixed hash seed): no socket or thread timing in the counts, which then"
         " agree within ~1 K between runs made together",
+    )
+    parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="also simulate the caches and branch predictor (--cache-sim=yes --branch-sim=yes, about twice"
+        " as slow) and print estimated cycles and mispredicted branches per call beside the instructions",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--fake", help=argparse.SUPPRESS)
@@ -229,7 +256,7 @@ def main() -> None:
             if recorded is not None:
                 record(fake_url, recorded)
             futures = {
-                name: pool.submit(count, name, fake_url, args.calls, Path(tmp), args.with_gc, recorded)
+                name: pool.submit(count, name, fake_url, args.calls, Path(tmp), args.with_gc, recorded, args.cache_sim)
                 for name in names
             }
             counts = {name: future.result() for name, future in futures.items()}
@@ -240,31 +267,48 @@ def main() -> None:
 
 
 def report(
-    counts: dict[str, dict[str, float]], calls: int, seconds: float, with_gc: bool, in_process: bool = False
+    counts: dict[str, dict[str, dict[str, float]]],
+    calls: int,
+    seconds: float,
+    with_gc: bool,
+    in_process: bool = False,
 ) -> None:
     print(
         f"instructions per call (callgrind, all threads), {calls} calls per configuration and kind, {seconds:.0f} s,"
         f" garbage collector {'on' if with_gc else 'off while counting'}"
         + (", in-process replay of the recorded replies" if in_process else "")
     )
+    cache_sim = "cycles" in counts[overhead.BASELINE][KINDS[0]]
     for kind in KINDS:
         base = counts[overhead.BASELINE][kind]
-        print(f"\n{kind}: baseline {base / 1e6:,.2f} M instructions per call")
-        added = {name: c[kind] - base for name, c in counts.items() if name != overhead.BASELINE}
-        for name, extra in added.items():
-            print(f"  {name:<24} added {extra / 1e3:>7,.0f} K  ({extra / base:+.1%} of the baseline call)")
-        peers = [n for n in overhead.PEERS if n in added]
-        if "aispend" in added and peers:
-            ours = added["aispend"]
-            print("  peer / aispend (added instructions; > 1: aispend adds less):")
-            for name in peers:
-                print(f"    {name:<22} {added[name] / ours:.2f}x" if ours > 0 else f"    {name:<22} n/a")
-            best = min(peers, key=lambda n: added[n])
-            verdict = "met" if ours < added[best] else "NOT met"
-            print(
-                f"  aispend +{ours / 1e3:,.0f} K vs the best peer ({best}) +{added[best] / 1e3:,.0f} K"
-                f" (aispend lowest: {verdict})"
-            )
+        print(f"\n{kind}: baseline {base['Ir'] / 1e6:,.2f} M instructions per call")
+        _compare(counts, kind, "Ir", "instructions")
+        if cache_sim:
+            print(f"  -- estimated cycles (baseline {base['cycles'] / 1e6:,.2f} M) and mispredicted branches")
+            _compare(counts, kind, "cycles", "estimated cycles", also="mispredicts")
+
+
+def _compare(
+    counts: dict[str, dict[str, dict[str, float]]], kind: str, event: str, what: str, also: str | None = None
+) -> None:
+    """Each configuration's added ``event`` per call, the peers' ratios to aispend, the verdict."""
+    base = counts[overhead.BASELINE][kind]
+    added = {name: c[kind][event] - base[event] for name, c in counts.items() if name != overhead.BASELINE}
+    for name, extra in added.items():
+        more = f", {also} {counts[name][kind][also] - base[also]:+,.0f}" if also else ""
+        print(f"  {name:<24} added {extra / 1e3:>7,.0f} K  ({extra / base[event]:+.1%} of the baseline call{more})")
+    peers = [n for n in overhead.PEERS if n in added]
+    if "aispend" in added and peers:
+        ours = added["aispend"]
+        print(f"  peer / aispend (added {what}; > 1: aispend adds less):")
+        for name in peers:
+            print(f"    {name:<22} {added[name] / ours:.2f}x" if ours > 0 else f"    {name:<22} n/a")
+        best = min(peers, key=lambda n: added[n])
+        verdict = "met" if ours < added[best] else "NOT met"
+        print(
+            f"  aispend +{ours / 1e3:,.0f} K vs the best peer ({best}) +{added[best] / 1e3:,.0f} K"
+            f" {what} (aispend lowest: {verdict})"
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ OpenLIT pins openai<3 and anthropic<1), so install them into the venv for a run:
 ``pip install opentelemetry-instrumentation-openai && pip install --no-deps openlit schedule xmltodict``
 (and uninstall them before running the tests). A peer that is not installed is reported as
 missing and skipped.
+Three kinds of call (``CALLS``): a chat completion, the fake's short stream (3 text pieces, 7
+events) and a stream of realistic length (100 tokens, one a chunk as providers send them: 104
+events; a tenth of ``--calls``, each taking ~7 times as long).
 Targets: aispend lowest of all on median, p99 and CPU of all threads, streaming and
 non-streaming; budget guard < 5 µs per call. Each peer's figures are also printed as a ratio to
 aispend's (> 1: aispend adds less), and each figure with its noise (± one standard error:
@@ -44,6 +47,7 @@ import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -61,7 +65,29 @@ while True:
     time.sleep(3600)
 """
 MESSAGES = [{"role": "user", "content": "Say hello."}]
-KINDS = ("non-streaming", "streaming")
+LONG_STREAM_TOKENS = 100
+
+
+class Kind(NamedTuple):
+    stream: bool
+    headers: dict[str, str]  # to the fake provider
+    share: float = 1.0  # of --calls, for the timing: a long stream takes ~7 times a short one
+
+
+# The fake's own stream is short: 3 text pieces, 7 events. A provider streams about a token a
+# chunk, so a 100-token answer arrives as 104 events.
+CALLS: dict[str, Kind] = {
+    "non-streaming": Kind(False, {}),
+    "streaming": Kind(True, {}),
+    f"streaming, {LONG_STREAM_TOKENS} tokens": Kind(True, {"x-fake-stream-chunks": str(LONG_STREAM_TOKENS)}, 0.1),
+}
+KINDS = tuple(CALLS)
+
+
+def per_kind(per_round: int, kind: str) -> int:
+    return max(round(per_round * CALLS[kind].share), 1)
+
+
 BASELINE = "baseline (none)"
 # name -> the module it needs (None: always available)
 CONFIGS: dict[str, str | None] = {
@@ -185,6 +211,33 @@ def instrument(name: str, provider: TracerProvider, fake_url: str, budgets_url: 
         )
 
 
+def call_makers(client: Any) -> dict[str, Callable[[], None]]:
+    """One function per kind, each making that kind of call with the openai SDK ``client``."""
+
+    def make(kind: str) -> Callable[[], None]:
+        stream, headers, _ = CALLS[kind]
+
+        def plain() -> None:
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers=headers or None)
+
+        def streaming() -> None:
+            chunks = 0
+            for _ in client.chat.completions.create(
+                model="gpt-4o",
+                messages=MESSAGES,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_headers=headers or None,
+            ):
+                chunks += 1
+            if chunks < 2:
+                raise SystemExit(f"{kind}: the stream gave {chunks} chunks")
+
+        return streaming if stream else plain
+
+    return {kind: make(kind) for kind in CALLS}
+
+
 def worker(name: str, fake_url: str, budgets_url: str, per_round: int) -> None:
     import openai
     from opentelemetry import trace
@@ -195,33 +248,26 @@ def worker(name: str, fake_url: str, budgets_url: str, per_round: int) -> None:
     instrument(name, provider, fake_url, budgets_url)
     client = openai.OpenAI(base_url=f"{fake_url}/openai/v1", api_key="sk-bench-000000000000000000000000", max_retries=0)
 
-    def plain() -> None:
-        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-
-    def streaming() -> None:
-        for _ in client.chat.completions.create(
-            model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
-        ):
-            pass
-
+    calls = call_makers(client)
     time.sleep(0.05)  # let the guard's first refresh land
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() != "round":
             break
         result: dict[str, dict[str, object]] = {}
-        for kind, fn in (("non-streaming", plain), ("streaming", streaming)):
+        for kind, fn in calls.items():
             fn()  # warm-up
             provider.force_flush()
             wall, cpu = [], []
             proc_start = time.process_time_ns()
-            for _ in range(per_round):
+            n = per_kind(per_round, kind)
+            for _ in range(n):
                 start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
                 fn()
                 cpu.append((time.thread_time_ns() - start_cpu) / 1000)
                 wall.append((time.perf_counter_ns() - start) / 1000)
             provider.force_flush()  # aispend's wrapper drains its recording thread first
-            result[kind] = {"wall": wall, "cpu": cpu, "proc": (time.process_time_ns() - proc_start) / 1000 / per_round}
+            result[kind] = {"wall": wall, "cpu": cpu, "proc": (time.process_time_ns() - proc_start) / 1000 / n}
         print(json.dumps(result), flush=True)
     provider.shutdown()
 
@@ -306,11 +352,12 @@ def run(fake_url: str, budgets_url: str, args: argparse.Namespace, per_round: in
         proc.stdin.flush()
         proc.wait()
 
-    print(f"{per_round * args.rounds} calls per configuration and kind, {args.rounds} interleaved rounds; µs per call")
+    print(f"{args.rounds} interleaved rounds; µs per call")
     for kind in KINDS:
         base = samples[(BASELINE, kind)]
         b50, b99 = statistics.median(base), percentile(base, 0.99)
-        print(f"\n{kind}: baseline median {b50:,.0f} µs, p99 {b99:,.0f} µs")
+        calls = per_kind(per_round, kind) * args.rounds
+        print(f"\n{kind}, {calls} calls per configuration: baseline median {b50:,.0f} µs, p99 {b99:,.0f} µs")
         figures, noise = {}, {}
         for name in names:
             if name == BASELINE:
