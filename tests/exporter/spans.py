@@ -14,7 +14,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from aispend.exporter.otlp import SpanView
 
 _ids = itertools.count(1)
-NOW_NS = time.time_ns()  # spans "happen" now: budgets count the current period only
+# when this module was imported, for tests that place spans relative to one fixed instant; spans
+# built without a time "happen" when they are built instead, so that a run crossing midnight UTC
+# still finds them in the current day (budgets and "today" count the current period only)
+NOW_NS = time.time_ns()
 
 
 def new_id(n: int = 8) -> bytes:
@@ -22,14 +25,15 @@ def new_id(n: int = 8) -> bytes:
 
 
 def view(attrs: dict[str, Any], service: str = "app", **kw: Any) -> SpanView:
+    now = time.time_ns()
     defaults = dict(
         trace_id=new_id(16),
         span_id=new_id(8),
         parent_span_id=b"",
         name="chat",
         kind=3,
-        start_ns=NOW_NS,
-        end_ns=NOW_NS + 250_000_000,
+        start_ns=now,
+        end_ns=now + 250_000_000,
         status_code=0,
         attributes=attrs,
         service=service,
@@ -63,13 +67,14 @@ def otlp_request(spans: list[dict[str, Any]], service: str = "app") -> ExportTra
     ss.scope.name = "test"
     for spec in spans:
         spec = dict(spec)
+        start = spec.pop("start", None)
         span = Span(
             trace_id=spec.pop("trace_id", None) or new_id(16),
             span_id=spec.pop("span_id", None) or new_id(8),
             parent_span_id=spec.pop("parent", b""),
             name=spec.pop("name", "chat"),
             kind=Span.SPAN_KIND_CLIENT,
-            start_time_unix_nano=spec.pop("start", NOW_NS),
+            start_time_unix_nano=time.time_ns() if start is None else start,
         )
         span.end_time_unix_nano = span.start_time_unix_nano + spec.pop("duration", 500_000_000)
         status = spec.pop("status", None)
@@ -94,11 +99,13 @@ def llm(provider: str, model: str, inp: int, out: int, **extra: Any) -> dict[str
     return attrs
 
 
-def stored_call(ts_ns: int = NOW_NS, **values: Any) -> dict[str, Any]:
+def stored_call(ts_ns: int | None = None, **values: Any) -> dict[str, Any]:
     """A row of the ledger's ``calls`` table as aispend writes it (a GPT-4 call of 150 + 75 tokens,
     $0.009), for tests that fill or fake a ledger directly; ``values`` override columns."""
     from aispend.exporter.ledger import CALL_COLUMNS, utc_day
 
+    if ts_ns is None:
+        ts_ns = time.time_ns()
     row = dict.fromkeys(CALL_COLUMNS, 0)
     row.update(
         ts_ns=ts_ns,

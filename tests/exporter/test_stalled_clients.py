@@ -77,14 +77,18 @@ def test_large_grpc_exports_do_not_starve_a_small_one():
         senders = [threading.Thread(target=send_big) for _ in range(4)]
         for sender in senders:
             sender.start()
-        time.sleep(0.5)  # the four are in the server
+        time.sleep(0.2)  # the four are in the server (a large one takes ~0.5 s or more here)
+        small_sent = time.monotonic()
         export(small, timeout=300)
         small_done = time.monotonic()
         for sender in senders:
             sender.join()
         channel.close()
         finished = sorted(at for code, at in outcomes if code == "ok")
-        assert finished and small_done < finished[0], "the small export waited for a large one"
+        assert finished, outcomes
+        # the premise: a large export was still being read when the small one went in
+        assert finished[0] > small_sent, "the large exports were done before the small one was sent"
+        assert small_done < finished[0], "the small export waited for a large one"
         refused = [code for code, _ in outcomes if code != "ok"]
         assert refused == ["UNAVAILABLE"] * len(refused)  # a retryable "busy", at once
         text = scrape(exporter.ports["metrics"])
