@@ -18,10 +18,10 @@ Every span-making configuration (aispend and the peers alike) triggers about twe
 collections per thousand calls here (the spans waiting in the batch processor's queue).
 
 ``--in-process`` takes the network and the span processor's thread out as well: the fake
-provider's two replies are recorded once and replayed by ``httpx2.MockTransport`` chunk by chunk,
-spans are exported on the calling thread (``SimpleSpanProcessor``, for every configuration alike),
-and the hash seed is fixed. Runs made together then agree within ~1 K; runs hours apart have
-moved by up to ~15 K here, so compare configurations counted in the same run.
+provider's reply to each kind of call is recorded once and replayed by ``httpx2.MockTransport``
+chunk by chunk, spans are exported on the calling thread (``SimpleSpanProcessor``, for every
+configuration alike), and the hash seed is fixed. Runs made together then agree within ~1 K; runs
+hours apart have moved by up to ~15 K here, so compare configurations counted in the same run.
 
 Instructions are not time: a thread hand-off or a cache miss costs time and few instructions
 (``instrumentation_overhead`` measures the time), and the kernel's work is not counted. They
