@@ -66,10 +66,8 @@ def record(fake_url: str, out: Path) -> None:
     import httpx2
 
     replies = {}
-    for stream, headers, _ in overhead.CALLS.values():
-        body: dict[str, object] = {"model": "gpt-4o", "messages": overhead.MESSAGES}
-        if stream:
-            body.update(stream=True, stream_options={"include_usage": True})
+    for kind, (stream, headers, _) in overhead.CALLS.items():
+        body = overhead.request_body(kind)
         url = f"{fake_url}/openai/v1/chat/completions"
         with httpx2.Client() as client, client.stream("POST", url, json=body, headers=headers) as r:
             kept = [(k, v) for k, v in r.headers.raw if k.lower() not in (b"content-length", b"transfer-encoding")]

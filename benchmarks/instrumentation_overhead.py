@@ -211,29 +211,31 @@ def instrument(name: str, provider: TracerProvider, fake_url: str, budgets_url: 
         )
 
 
+def request_body(kind: str) -> dict[str, Any]:
+    """The chat completion request of ``kind``: the SDK's arguments, and the JSON body it sends."""
+    body: dict[str, Any] = {"model": "gpt-4o", "messages": MESSAGES}
+    if CALLS[kind].stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return body
+
+
 def call_makers(client: Any) -> dict[str, Callable[[], None]]:
     """One function per kind, each making that kind of call with the openai SDK ``client``."""
 
     def make(kind: str) -> Callable[[], None]:
-        stream, headers, _ = CALLS[kind]
+        arguments = {**request_body(kind), "extra_headers": CALLS[kind].headers or None}
 
         def plain() -> None:
-            client.chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_headers=headers or None)
+            client.chat.completions.create(**arguments)
 
         def streaming() -> None:
             chunks = 0
-            for _ in client.chat.completions.create(
-                model="gpt-4o",
-                messages=MESSAGES,
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_headers=headers or None,
-            ):
+            for _ in client.chat.completions.create(**arguments):
                 chunks += 1
             if chunks < 2:
                 raise SystemExit(f"{kind}: the stream gave {chunks} chunks")
 
-        return streaming if stream else plain
+        return streaming if CALLS[kind].stream else plain
 
     return {kind: make(kind) for kind in CALLS}
 
