@@ -5,6 +5,7 @@ metric, setting and command the code has is in the contract. A rename on either 
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -119,10 +120,11 @@ def test_commands_and_their_flags_match_the_cli():
 
 def test_span_attributes_exist_in_semconv():
     values = {v for v in vars(semconv).values() if isinstance(v, str)}
+    values |= set(_emitted_attributes())  # and an adapter's own (cohere.usage.tokens.*)
     attributes = [n for row in rows("Spans (instrumentation output)") for n in names(row[0]) if n.islower()]
     assert len(attributes) > 20
     for name in attributes:  # the first column of the attribute table (the second table: variables)
-        assert name in values, f"attribute {name} is in the contract but not in aispend/semconv.py"
+        assert name in values, f"attribute {name} is in the contract but not in aispend/semconv.py or an adapter"
 
 
 @pytest.mark.parametrize("name", sorted(set(re.findall(r"\bAISPEND_[A-Z_]+\b", CONTRACT))))
@@ -139,3 +141,172 @@ def test_config_files_point_at_docs_not_a_missing_design_file():
         assert "DESIGN.md" not in text, f"{path.name} refers to DESIGN.md, which is not in the repository"
         for ref in re.findall(r"docs/[\w.-]+\.md", text):
             assert (ROOT / ref).exists(), f"{path.name} refers to {ref}, which does not exist"
+
+
+# --- the other direction: what the code reads and emits is named in the contract -----------------
+
+SOURCES = ("instrumentation", "exporter")  # the packages whose environment reads are settings
+# environment keys built at run time: ExporterConfig.load reads AISPEND_<KEY> for every setting,
+# which test_settings_match_the_config_dataclass_and_the_serve_flags checks field by field
+COMPUTED_ENV_KEYS = {("exporter/config.py", "f'AISPEND_{f.name.upper()}'")}
+ATTRIBUTE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")  # a dotted span attribute name
+
+
+def _is_environ(node: ast.expr) -> bool:
+    """``os.environ``, or a mapping the config code calls ``env`` / ``environ`` (os.environ or a test's)."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "environ"
+    return isinstance(node, ast.Name) and node.id in ("env", "environ")
+
+
+def _environment_keys(tree: ast.AST) -> list[ast.expr]:
+    """The key expressions of every environment read: ``E.get(k)``, ``E[k]``, ``k in E``, ``getenv(k)``."""
+    keys: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and _reads_environ(node.func):
+            keys.append(node.args[0])
+        elif isinstance(node, ast.Subscript) and _is_environ(node.value):
+            keys.append(node.slice)
+        elif isinstance(node, ast.Compare) and isinstance(node.ops[0], ast.In) and _is_environ(node.comparators[0]):
+            keys.append(node.left)  # "NAME" in os.environ
+    return keys
+
+
+def _reads_environ(func: ast.expr) -> bool:
+    if isinstance(func, ast.Name):
+        return func.id == "getenv"
+    if not isinstance(func, ast.Attribute):
+        return False
+    return func.attr == "getenv" or (func.attr in ("get", "pop", "setdefault") and _is_environ(func.value))
+
+
+def _environment_variables() -> dict[str, str]:
+    """Every environment variable the instrumentation and the exporter read -> the file reading it."""
+    found: dict[str, str] = {}
+    computed: set[tuple[str, str]] = set()
+    for folder in SOURCES:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            where = str(path.relative_to(ROOT))
+            for key in _environment_keys(ast.parse(path.read_text(), where)):
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    found.setdefault(key.value, where)
+                else:
+                    computed.add((where, ast.unparse(key)))
+    assert computed <= COMPUTED_ENV_KEYS, (
+        f"environment keys computed at run time that this test cannot check: {sorted(computed - COMPUTED_ENV_KEYS)}"
+    )
+    return found
+
+
+def _named(name: str) -> bool:
+    """``name`` appears inside a backticked span of the contract (alone or in an example)."""
+    return re.search(rf"`[^`\n]*(?<![\w.-]){re.escape(name)}(?![\w-])[^`\n]*`", CONTRACT) is not None
+
+
+def test_every_environment_variable_the_code_reads_is_in_the_contract():
+    variables = _environment_variables()
+    assert {"AISPEND_PROVIDER_URLS", "AISPEND_CONFIG", "AISPEND_FEATURE"} <= set(variables), sorted(variables)
+    missing = sorted(f"{name} (read in {where})" for name, where in variables.items() if not _named(name))
+    assert not missing, f"environment variables the code reads but docs/contract.md does not name: {missing}"
+
+
+def test_every_instrumentation_setting_is_in_the_settings_table():
+    path = ROOT / "instrumentation" / "config.py"
+    keys = _environment_keys(ast.parse(path.read_text()))
+    variables = {k.value for k in keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+    assert len(variables) >= 8 and len(variables) == len(keys), "config.py reads keys this test cannot see"
+    table = {n for row in rows("Spans (instrumentation output)") for n in names(row[0]) if n.isupper()}
+    missing = sorted(variables - table)
+    assert not missing, f"instrumentation/config.py reads {missing}, not rows of the instrumentation settings table"
+
+
+def _semconv_aliases(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """The names a module binds to ``aispend.semconv``, and the names it imports from it."""
+    modules: set[str] = set()
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "aispend":
+            modules |= {a.asname or a.name for a in node.names if a.name == "semconv"}
+        elif isinstance(node, ast.ImportFrom) and node.module == "aispend.semconv":
+            imported |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            modules |= {a.asname for a in node.names if a.name == "aispend.semconv" and a.asname}
+    return modules, imported
+
+
+def _attribute_names(value: object) -> set[str]:
+    """The span attribute names in a semconv constant: the string itself, or those in a mapping's values
+    (``ATTRIBUTION_ATTRIBUTES``) or a collection's items."""
+    if isinstance(value, str):
+        return {value} if ATTRIBUTE.fullmatch(value) else set()
+    if isinstance(value, dict):
+        return {n for v in value.values() for n in _attribute_names(v)}
+    if isinstance(value, tuple | list | set | frozenset):
+        return {n for v in value for n in _attribute_names(v)}
+    return set()
+
+
+def _emitted_attributes() -> dict[str, str]:
+    """Span attribute names the instrumentation uses -> where: the ``aispend.semconv`` constants it
+    references (``sc.NAME``, ``from aispend.semconv import NAME``), and module-level constants of the
+    adapters that hold an attribute name (``COHERE_TOKENS_INPUT = "cohere.usage.tokens.input"``)."""
+    found: dict[str, str] = {}
+    for path in sorted((ROOT / "instrumentation").rglob("*.py")):
+        where = str(path.relative_to(ROOT))
+        tree = ast.parse(path.read_text(), where)
+        modules, imported = _semconv_aliases(tree)
+        used = set(imported)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+                assert hasattr(semconv, node.attr), f"{where} uses semconv.{node.attr}, which does not exist"
+                used.add(node.attr)
+        for constant in used:
+            for name in _attribute_names(getattr(semconv, constant)):
+                found.setdefault(name, f"{where}: semconv.{constant}")
+        if path.parent.name == "adapters":
+            for node in tree.body:
+                if (
+                    isinstance(node, ast.Assign)
+                    and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name)
+                    and node.targets[0].id.isupper()
+                    and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str)
+                    and ATTRIBUTE.fullmatch(node.value.value)
+                ):
+                    found.setdefault(node.value.value, f"{where}: {node.targets[0].id}")
+    return found
+
+
+def _span_table_attributes() -> set[str]:
+    return {n for row in rows("Spans (instrumentation output)") for n in names(row[0]) if n.islower()}
+
+
+def test_every_span_attribute_the_instrumentation_emits_is_in_the_span_table():
+    emitted = _emitted_attributes()
+    assert {semconv.GEN_AI_PROVIDER_NAME, semconv.AISPEND_FEATURE, semconv.GEN_AI_USAGE_INPUT_TOKENS} <= set(emitted)
+    missing = sorted(f"{name} ({where})" for name, where in emitted.items() if name not in _span_table_attributes())
+    assert not missing, f"span attributes the instrumentation emits but the contract's span table lacks: {missing}"
+
+
+def test_attribution_headers_are_in_the_contract():
+    headers = [*semconv.ATTRIBUTION_HEADERS.values(), *semconv.OTHER_ATTRIBUTION_HEADERS]
+    missing = [h for h in headers if not _named(h)]
+    assert not missing, f"attribution headers the instrumentation reads but docs/contract.md does not name: {missing}"
+
+
+def test_provider_names_with_their_own_adapter_are_in_the_provider_row():
+    """Every provider name ``adapter_for`` (instrumentation/adapters/__init__.py) matches, and every
+    adapter's default name, is an example in the ``gen_ai.provider.name`` row."""
+    providers: set[str] = set()
+    for path in sorted((ROOT / "instrumentation" / "adapters").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            matched = isinstance(node, ast.MatchValue)  # a case "anthropic": of adapter_for
+            default = isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "provider"  # provider: str = ...
+            value = getattr(node, "value", None)
+            if (matched or default) and isinstance(value, ast.Constant) and isinstance(value.value, str):
+                providers.add(value.value)
+    assert {"openai", "anthropic", "aws.bedrock"} <= providers, sorted(providers)
+    row = next(r for r in rows("Spans (instrumentation output)") if semconv.GEN_AI_PROVIDER_NAME in names(r[0]))
+    missing = sorted(providers - set(names(row[1])))
+    assert not missing, f"provider names with an adapter that the gen_ai.provider.name row does not give: {missing}"
