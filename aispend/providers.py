@@ -29,11 +29,19 @@ HOSTS = {
     "api.perplexity.ai": "perplexity",
     "api.cohere.com": "cohere",
     "api.cohere.ai": "cohere",
+    # Vertex AI's hosts other than the regional {location}-aiplatform ones, as google-genai (and
+    # anthropic's Vertex client) pick them: location "global" (or an API key and no location),
+    # the multi-region locations "us" / "eu", and the mTLS twin of the global host.
+    "aiplatform.googleapis.com": "gcp.vertex_ai",
+    "aiplatform.mtls.googleapis.com": "gcp.vertex_ai",
+    "aiplatform.us.rep.googleapis.com": "gcp.vertex_ai",
+    "aiplatform.eu.rep.googleapis.com": "gcp.vertex_ai",
 }
 HOST_SUFFIXES = (
     (".openai.azure.com", "azure.ai.openai"),
     (".cognitiveservices.azure.com", "azure.ai.openai"),
     ("-aiplatform.googleapis.com", "gcp.vertex_ai"),
+    ("-aiplatform.mtls.googleapis.com", "gcp.vertex_ai"),  # a regional host with a client certificate
 )
 # Regional hosts matched by pattern: bedrock-runtime.{region}.amazonaws.com, its -fips twin,
 # VPC endpoints (vpce-….bedrock-runtime.{region}.vpce.amazonaws.com) and China (.amazonaws.com.cn).

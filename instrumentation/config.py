@@ -83,22 +83,28 @@ def parse_provider_names(value: str | Mapping[str, str] | None) -> dict[str, str
 
 def ollama_urls(env: Mapping[str, str]) -> tuple[ProviderURL, ...]:
     """Where Ollama's native API is: ``OLLAMA_HOST`` (read as the ollama client reads it: bare
-    ``host[:port]`` is http on 11434) and the default ``127.0.0.1`` / ``localhost`` :11434."""
+    ``host[:port]`` is http on 11434; a bind address adds the loopback names on its port) and the
+    default ``127.0.0.1`` / ``localhost`` :11434."""
     urls = [ProviderURL("ollama", "127.0.0.1", 11434, ""), ProviderURL("ollama", "localhost", 11434, "")]
     configured = (env.get("OLLAMA_HOST") or "").strip()
     if configured:
         scheme, sep, rest = configured.partition("://")
         if not sep:
             scheme, rest = "http", configured
+        hostport, slash, path = rest.partition("/")
+        if hostport.count(":") > 1 and "[" not in hostport:  # a bare IPv6 address (``::``): no port
+            rest = f"[{hostport}]{slash}{path}"
         parts = urlsplit(f"{scheme}://{rest}")
         try:
             port = parts.port or (11434 if not sep else 443 if scheme == "https" else 80)
         except ValueError:
             return tuple(urls)
         host = (parts.hostname or "127.0.0.1").lower()
-        hosts = ("127.0.0.1", "localhost") if host in ("0.0.0.0", "::") else (host,)  # a bind address
+        # A bind address (0.0.0.0, ::) is also what the ollama client connects to, so it stays a
+        # route; the loopback names cover other clients that read it as "this machine".
+        hosts = (host, "127.0.0.1", "localhost") if host in ("0.0.0.0", "::") else (host,)
         urls = [ProviderURL("ollama", h, port, parts.path.rstrip("/")) for h in hosts] + urls
-    return tuple(urls)
+    return tuple(dict.fromkeys(urls))  # OLLAMA_HOST=127.0.0.1:11434 is a default route already
 
 
 @dataclass(frozen=True, slots=True)

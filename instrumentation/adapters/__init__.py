@@ -73,19 +73,27 @@ class Router:
         self._hosts = {host: adapter_for(p) for host, p in HOSTS.items()}
         self._suffixes = tuple((suffix, adapter_for(p)) for suffix, p in HOST_SUFFIXES)
         self._patterns = tuple((pattern, adapter_for(p)) for pattern, p in HOST_PATTERNS)
-        self._configured: dict[tuple[str, int | None], list[tuple[str, Adapter]]] = {}
+        # (host, port) -> (prefix without its trailing "/", its length, adapter): the length is
+        # where the path must end or go on with "/", computed once rather than per request.
+        self._configured: dict[tuple[str, int | None], list[tuple[str, int, Adapter]]] = {}
         for url in provider_urls:
-            self._configured.setdefault((url.host, url.port), []).append((url.path_prefix, adapter_for(url.provider)))
+            prefix = url.path_prefix.rstrip("/")
+            route = (prefix, len(prefix), adapter_for(url.provider))
+            self._configured.setdefault((url.host, url.port), []).append(route)
         for routes in self._configured.values():
-            routes.sort(key=lambda r: len(r[0]), reverse=True)  # longest prefix first
+            routes.sort(key=lambda r: r[1], reverse=True)  # longest prefix first
 
     def route(self, request: HttpRequest) -> Adapter | None:
         routes = self._configured.get((request.host, request.port))
         if routes:
             # A gateway serves several providers under one host:port: the longest prefix whose
             # adapter recognises the request wins; one that does not passes it to the next.
-            for prefix, adapter in routes:
-                if request.path.startswith(prefix) and adapter.matches(request):
+            # Prefixes match whole segments: /v1 claims /v1 and /v1/…, never /v10 or /v1beta/….
+            path = request.path
+            for prefix, size, adapter in routes:
+                if (
+                    not size or (path.startswith(prefix) and (len(path) == size or path.startswith("/", size)))
+                ) and adapter.matches(request):
                     return adapter
         adapter = self._hosts.get(request.host)
         if adapter is None:
