@@ -7,6 +7,7 @@ plain bytes, and adding a provider is adding one small module.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -217,27 +218,43 @@ def finish_reasons(values: list[Any]) -> tuple[str, ...] | None:
     return reasons or None
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
+
+
 def error_type_from_body(body: Any) -> str | None:
-    """Provider error code from an error body (OpenAI, Anthropic and Google shapes)."""
+    """Provider error code from an error body (OpenAI, Anthropic and Google shapes; OpenRouter's
+    integer ``code``, e.g. 429, as its digits)."""
     err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict):
-        for key in ("code", "type", "status"):
+        for key in ("code", "type", "status"):  # Google's: {"code": 400, "status": "INVALID_ARGUMENT"}
             value = err.get(key)
             if isinstance(value, str) and value:
-                return value
+                return value[:64]
+        if type(err.get("code")) is int:
+            return str(err["code"])
     return None
+
+
+def _error_word(value: Any) -> str:
+    """``error.type`` is low-cardinality: an identifier-like string (``content_filter``) is kept,
+    a sentence (``"Model foo not found"``) is not."""
+    if isinstance(value, str) and 0 < len(value) <= 64 and _IDENTIFIER.fullmatch(value):
+        return value
+    if type(value) is int:
+        return str(value)
+    return "error"
 
 
 def error_in_ok_body(body: Any, *answer_keys: str) -> str | None:
     """The error type of a 2xx body that is an error object and no answer (Azure's content filter
-    answers ``{"error": {"code": "content_filter", ...}}``; vLLM ``{"object": "error", ...}``)."""
-    if not isinstance(body, dict) or any(key in body for key in answer_keys):
+    answers ``{"error": {"code": "content_filter", ...}}``; vLLM ``{"object": "error", ...}``; a
+    failed Responses API response has ``"output": []`` beside its ``error``)."""
+    if not isinstance(body, dict) or any(body.get(key) for key in answer_keys):
         return None
     if "error" in body and body["error"] is not None:
-        return error_type_from_body(body) or (body["error"] if isinstance(body["error"], str) else "error")[:64]
+        return error_type_from_body(body) or _error_word(body["error"])
     if body.get("object") == "error":
-        kind = body.get("type") or body.get("code")
-        return str(kind)[:64] if kind else "error"
+        return _error_word(body.get("type") or body.get("code"))
     return None
 
 

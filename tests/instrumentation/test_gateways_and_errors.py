@@ -86,7 +86,14 @@ def test_error_in_ok_body_shapes():
     from aispend.instrumentation.adapters.base import error_in_ok_body
 
     assert error_in_ok_body({"error": {"code": "content_filter"}}, "choices") == "content_filter"
-    assert error_in_ok_body({"error": "model overloaded"}, "choices") == "model overloaded"
+    # error.type is low-cardinality: an identifier-like string is kept, a sentence is not
+    assert error_in_ok_body({"error": "model_overloaded"}, "choices") == "model_overloaded"
+    assert error_in_ok_body({"error": "Model gpt-9 does not exist"}, "choices") == "error"
+    # OpenRouter's shape: an integer code only, its digits (429 is counted as rate-limited)
+    assert error_in_ok_body({"error": {"code": 429, "message": "Rate limit exceeded"}}, "choices") == "429"
+    # a failed Responses API response: its error beside an empty output
+    failed = {"id": "resp_1", "status": "failed", "output": [], "error": {"code": "server_error", "message": "x"}}
+    assert error_in_ok_body(failed, "choices", "output", "data") == "server_error"
     assert error_in_ok_body({"object": "error", "type": "BadRequestError", "code": 400}, "choices") == "BadRequestError"
     assert error_in_ok_body({"error": None, "choices": []}, "choices") is None  # an answer, not an error
     assert error_in_ok_body({"id": "x", "error": None}, "output") is None
