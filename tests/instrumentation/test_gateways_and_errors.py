@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import anthropic
 import httpx
 import openai
@@ -36,11 +38,20 @@ def test_gateway_with_two_providers_under_one_base(fake):
 
 
 def test_gateway_requests_no_adapter_knows_get_no_span(fake):
+    """Every route of the gateway is tried and none claims the request (nor the OpenAI SDK's
+    User-Agent, the last resort): the SDK's files API and a plain request make no span, while a
+    chat completion through the same gateway does."""
     fake.reset()
     h = instrument(fake, provider_urls=f"openai={fake.gateway_base}/v1,anthropic={fake.gateway_base}")
     try:
-        httpx.post(f"{fake.gateway_base}/v1/files", json={})  # neither wire format has this call
+        oa = openai.OpenAI(base_url=f"{fake.gateway_base}/v1", api_key=OPENAI_KEY, max_retries=0)
+        with contextlib.suppress(openai.APIStatusError):  # the fake has no files API; the call is made
+            oa.files.list()
+        httpx.post(f"{fake.gateway_base}/v1/files", json={})
+        assert [r.path for r in fake.requests][-2:] == ["/gateway/v1/files", "/gateway/v1/files"]
         assert h.spans() == []
+        oa.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        assert [s.attributes["gen_ai.provider.name"] for s in h.spans()] == ["openai"]
     finally:
         h.instrumentor.uninstrument()
 

@@ -85,9 +85,12 @@ class ToFake(httpx.BaseTransport):
         return self.inner.handle_request(httpx.Request(request.method, url, headers=headers, content=request.read()))
 
 
-def test_google_genai_global_location_makes_a_vertex_span(fake):
+def test_google_genai_global_location_makes_a_vertex_span(fake, monkeypatch):
     """The real SDK with ``location="global"`` calls https://aiplatform.googleapis.com; nothing in
     AISPEND_PROVIDER_URLS names it, yet the span is Vertex AI's."""
+    # The transport below is httpx's. google-genai picks httpx or httpx2 from the transport's
+    # classes; once the groq SDK is imported, httpx.BaseTransport is groq's, so say it outright.
+    monkeypatch.setenv("GOOGLE_GENAI_HTTP_CLIENT", "httpx")
     fake.reset()
     h = instrument(fake, provider_urls="")
     try:
