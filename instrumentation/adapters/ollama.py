@@ -28,6 +28,7 @@ from aispend.instrumentation.adapters.base import (
 )
 from aispend.instrumentation.adapters.openai import OpenAIAdapter
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
+from aispend.instrumentation.tokens import billed_json
 
 _PATHS = {
     "/api/chat": ("chat", "llm"),
@@ -98,7 +99,7 @@ class OllamaAdapter:
             model=model if isinstance(model, str) else None,
             # the embed endpoints never stream; chat and generate do unless told not to
             stream=kind == "llm" and body.get("stream") is not False,
-            prompt=(prompt, body.get("system")),
+            prompt=(prompt, body.get("system"), billed_json(body, "tools")),
             input_messages=prompt if kind == "llm" else None,
         )
 

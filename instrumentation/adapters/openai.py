@@ -29,6 +29,7 @@ from aispend.instrumentation.adapters.base import (
 )
 from aispend.instrumentation.exchange import HttpRequest, HttpResponse
 from aispend.instrumentation.sse import DataBlocks
+from aispend.instrumentation.tokens import billed_json
 
 # path suffix -> (operation, service kind)
 _ENDPOINTS = (
@@ -149,7 +150,7 @@ class OpenAIAdapter:
             start.choices = choices
         prompt = body.get("messages", body.get("input", body.get("prompt")))
         if kind in ("llm", "embedding"):
-            start.prompt = (prompt, body.get("instructions"))
+            start.prompt = (prompt, body.get("instructions"), billed_json(body, "tools", "functions"))
         if kind == "llm":
             start.input_messages = prompt
         if kind == "image":
@@ -290,7 +291,13 @@ class _OpenAIStream:
                 )
         usage = usage_in(chunk)
         if usage is not None and _chat_usage(attrs, usage):
-            observed.usage_reported = True
+            # Final on the chunk after the choices (include_usage's, ``choices: []``) or once a
+            # finish reason came (Groq's ``x_groq``); before that it is a running total (vLLM's
+            # continuous usage stats), which an abandoned stream must not report as exact.
+            if not chunk.get("choices") or self._reasons:
+                observed.usage_reported = True
+            else:
+                observed.input_known = True
 
     def _responses_event(self, kind: str, event: dict) -> None:
         if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):

@@ -170,10 +170,13 @@ def openai_chat_chunks(
     usage: dict[str, int] | None,
     created: int,
     azure: bool = False,
+    continuous: bool = False,
 ) -> list[dict[str, Any]]:
     """``chat.completion.chunk`` objects: role chunk, one per piece, finish chunk, then the usage chunk
     (``choices: []``) only when ``usage`` is given, i.e. the request had ``stream_options.include_usage``.
-    With include_usage every other chunk carries ``"usage": null``, as OpenAI sends it."""
+    With include_usage every other chunk carries ``"usage": null``, as OpenAI sends it; with
+    ``continuous`` (vLLM's ``stream_options.continuous_usage_stats``) it carries the running
+    usage instead: the prompt's count and the completion tokens so far (a piece a token, at most the total)."""
 
     def chunk(choices: list[dict[str, Any]]) -> dict[str, Any]:
         c: dict[str, Any] = {
@@ -201,6 +204,11 @@ def openai_chat_chunks(
     chunks.append(chunk([choice({"role": "assistant", "content": "", "refusal": None})]))
     chunks += [chunk([choice({"content": p})]) for p in pieces]
     chunks.append(chunk([choice({}, "stop")]))
+    if usage is not None and continuous:
+        for done, c in enumerate(chunks[1 if azure else 0 :]):
+            so_far = min(done, usage["completion_tokens"]) if c is not chunks[-1] else usage["completion_tokens"]
+            c["usage"] = {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": so_far}
+            c["usage"]["total_tokens"] = usage["prompt_tokens"] + so_far
     if usage is not None:
         last = chunk([])
         last["usage"] = openai_chat_usage(usage)

@@ -17,6 +17,10 @@ Knobs (per instance, or per request with a header):
 * streams: ``fake.stream_chunks`` text pieces (header ``x-fake-stream-chunks: 100``), ``fake.chunk_delay``
   seconds between SSE events.
 * ``fake.gzip = True``: gzip non-streaming JSON when the client accepts it.
+* ``fake.anthropic_stream_error = "overloaded_error"``: an Anthropic stream sends ``message_start``,
+  then that ``error`` event, and ends (as Anthropic does when it is overloaded mid-stream).
+* OpenAI chat streams with ``stream_options.continuous_usage_stats`` (vLLM's) carry the running usage
+  in every chunk.
 * ``fake.openrouter_cost``: the USD figure OpenRouter reports in ``usage.cost`` (under ``/openrouter``,
   which always sends usage, also in streams, as OpenRouter does).
 
@@ -180,6 +184,7 @@ class FakeProviders(more_providers.MoreProviders):
         #: Azure deployment name -> underlying model (unknown deployments: alias map, then gpt-4o).
         self.azure_deployments: dict[str, str] = {}
         self.openrouter_cost = 0.000123
+        self.anthropic_stream_error: str | None = None
         self._usage = copy.deepcopy({**p.DEFAULT_USAGE, **more_providers.USAGE})
         self._more_reset()
         self.clear()
@@ -384,14 +389,15 @@ class FakeProviders(more_providers.MoreProviders):
         azure = "deployment" in params
         cid, created = f"chatcmpl-fake-{self._next_id()}", int(time.time())
         if body.get("stream"):
-            include = bool((body.get("stream_options") or {}).get("include_usage"))
+            options = body.get("stream_options") or {}
             chunks = p.openai_chat_chunks(
                 id=cid,
                 model=model,
                 pieces=self._pieces("openai", req),
-                usage=usage if include else None,
+                usage=usage if options.get("include_usage") else None,
                 created=created,
                 azure=azure,
+                continuous=bool(options.get("continuous_usage_stats")),
             )
             return _sse_reply([*map(p.sse, chunks), p.sse("[DONE]")], self._openai_headers())
         text = p.reply_text("openai")
@@ -497,6 +503,9 @@ class FakeProviders(more_providers.MoreProviders):
         mid, headers = f"msg_fake_{n}", {"request-id": f"req_fake_{n}"}
         if body.get("stream"):
             events = p.anthropic_events(id=mid, model=model, pieces=self._pieces("anthropic", req), usage=usage)
+            if self.anthropic_stream_error:
+                error = {"type": self.anthropic_stream_error, "message": "The stream failed."}
+                events = [events[0], ("error", {"type": "error", "error": error})]
             return _sse_reply([p.sse(data, event) for event, data in events], headers)
         return _json_reply(
             p.anthropic_message(id=mid, model=model, text=p.reply_text("anthropic"), usage=usage), 200, headers

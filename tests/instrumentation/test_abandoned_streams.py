@@ -8,11 +8,14 @@ and the output seen so far.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import json
 import math
 
 import anthropic
 import httpx
+import httpx2
 import openai
 import pytest
 from google import genai
@@ -23,6 +26,7 @@ from tests.instrumentation.conftest import ANTHROPIC_KEY, OPENAI_KEY
 
 PROMPT = "Tell me a long story about a lighthouse keeper, please."  # 55 characters
 GEMINI_KEY = "AIzaSyA-fake-gemini-key-0123456789abcd"
+MESSAGES = [{"role": "user", "content": "Hi"}]
 GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}
 
 
@@ -149,6 +153,25 @@ def test_vertex_stream_abandoned_is_estimated_not_zero(slow_stream):
     assert attrs["gen_ai.usage.output_tokens"] >= piece_tokens("gemini", 1) > 0
 
 
+def test_vertex_stream_abandoned_estimate_counts_the_tools_sent(slow_stream):
+    """Tool declarations are billed input: an estimate that left them out would count 20
+    declarations as nothing."""
+    declaration = {
+        "name": "lookup",
+        "description": "Look a record up in the catalogue by its id.",
+        "parameters": {"type": "OBJECT", "properties": {"id": {"type": "STRING"}}},
+    }
+    tools = [{"functionDeclarations": [{**declaration, "name": f"lookup_{i}"} for i in range(20)]}]
+    with httpx.Client() as c, c.stream("POST", vertex_url(slow_stream), json={**GEMINI_BODY, "tools": tools}) as r:
+        lines = r.iter_lines()
+        while "trafficType" not in next(lines):
+            pass
+    attrs = ours(slow_stream)
+    assert attrs["aispend.usage.estimated"] is True
+    sent = len(PROMPT) + len(json.dumps(tools, separators=(",", ":")))
+    assert attrs["gen_ai.usage.input_tokens"] == math.ceil(sent / 4) > 400
+
+
 def test_vertex_stream_read_to_the_end_is_exact(harness):
     with httpx.Client() as c, c.stream("POST", vertex_url(harness), json=GEMINI_BODY) as r:
         body = r.read()
@@ -156,3 +179,152 @@ def test_vertex_stream_read_to_the_end_is_exact(harness):
     attrs = ours(harness)
     assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (12, 8)
     assert "aispend.usage.estimated" not in attrs
+
+
+# -- streams that end in an exception: cancelled, timed out, an error event -----------------------
+
+
+def test_anthropic_stream_cancelled_by_the_app_is_estimated(slow_stream):
+    """An async app stops reading by cancelling its task (a client that went away): the
+    exception is the call's ``error.type``, and the usage is estimated, not message_start's
+    placeholder reported as exact."""
+
+    async def main() -> list[str]:
+        c = anthropic.AsyncAnthropic(base_url=slow_stream.fake.anthropic_base, api_key=ANTHROPIC_KEY, max_retries=0)
+        seen: list[str] = []
+
+        async def read() -> None:
+            stream = await c.messages.create(
+                model="claude-haiku-4-5", max_tokens=500, messages=[{"role": "user", "content": PROMPT}], stream=True
+            )
+            async for event in stream:
+                if event.type == "content_block_delta":
+                    seen.append(event.delta.text)
+
+        task = asyncio.create_task(read())
+        while len(seen) < 2:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await c.close()
+        return seen
+
+    seen = asyncio.run(main())
+    gc.collect()
+    attrs = ours(slow_stream)
+    assert attrs["error.type"] == "CancelledError"
+    assert attrs["aispend.usage.estimated"] is True
+    assert attrs["gen_ai.usage.input_tokens"] == 17  # message_start's own count
+    assert attrs["gen_ai.usage.output_tokens"] >= math.ceil(len("".join(seen)) / 4) > 1
+
+
+def test_openai_stream_cancelled_by_the_app_is_estimated(slow_stream):
+    async def main() -> None:
+        c = openai.AsyncOpenAI(base_url=slow_stream.fake.openai_base, api_key=OPENAI_KEY, max_retries=0)
+        chunks = 0
+
+        async def read() -> None:
+            nonlocal chunks
+            stream = await c.chat.completions.create(
+                model="gpt-4o",
+                messages=[{"role": "user", "content": PROMPT}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for _ in stream:
+                chunks += 1
+
+        task = asyncio.create_task(read())
+        while chunks < 3:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await c.close()
+
+    asyncio.run(main())
+    gc.collect()
+    attrs = ours(slow_stream)
+    assert attrs["error.type"] == "CancelledError"
+    assert attrs["aispend.usage.estimated"] is True
+    assert attrs["gen_ai.usage.input_tokens"] > 6  # the prompt, counted from the request: it is billed
+    assert attrs["gen_ai.usage.output_tokens"] > 0
+
+
+def test_stream_read_timeout_is_an_error_with_estimated_usage(harness):
+    """The stream stalls after its first events and the read times out: an error, and what the
+    provider had counted (message_start) is kept as an estimate's input, not reported as exact."""
+    harness.fake.stream_chunks = 5
+    harness.fake.chunk_delay = 0.3
+    c = anthropic.Anthropic(
+        base_url=harness.fake.anthropic_base,
+        api_key=ANTHROPIC_KEY,
+        max_retries=0,
+        timeout=anthropic.Timeout(5.0, read=0.15),
+    )
+    stream = c.messages.create(
+        model="claude-haiku-4-5", max_tokens=500, messages=[{"role": "user", "content": PROMPT}], stream=True
+    )
+    with pytest.raises(httpx2.ReadTimeout):  # raised as is mid-stream, not as the SDK's APITimeoutError
+        for _ in stream:
+            pass
+    attrs = ours(harness)
+    assert attrs["error.type"] == "ReadTimeout"
+    assert attrs["aispend.usage.estimated"] is True
+    assert attrs["gen_ai.usage.input_tokens"] == 17
+
+
+def test_anthropic_error_event_after_message_start_is_not_exact(harness):
+    """Anthropic can end a stream with an ``error`` event (``overloaded_error``) after
+    ``message_start``: the span is an error, and message_start's counts (its output a
+    placeholder) are not reported as the provider's final ones."""
+    harness.fake.anthropic_stream_error = "overloaded_error"
+    c = anthropic.Anthropic(base_url=harness.fake.anthropic_base, api_key=ANTHROPIC_KEY, max_retries=0)
+    stream = c.messages.create(model="claude-haiku-4-5", max_tokens=50, messages=MESSAGES, stream=True)
+    with pytest.raises(anthropic.APIStatusError):
+        list(stream)
+    attrs = ours(harness)
+    assert attrs["error.type"]  # the SDK's exception for it, or the event's type
+    assert attrs["aispend.usage.estimated"] is True
+    assert attrs["gen_ai.usage.input_tokens"] == 17  # message_start's own count: Anthropic counted the prompt
+
+
+# -- OpenAI-compatible hosts that send the running usage in every chunk (vLLM) ------------------
+
+CONTINUOUS = {"include_usage": True, "continuous_usage_stats": True}
+
+
+def test_running_usage_in_every_chunk_read_to_the_end_is_exact(harness):
+    c = openai.OpenAI(base_url=harness.fake.openai_base, api_key=OPENAI_KEY, max_retries=0)
+    chunks = list(
+        c.chat.completions.create(
+            model="gpt-4o",
+            messages=MESSAGES,
+            stream=True,
+            stream_options=CONTINUOUS,  # type: ignore[typeddict-unknown-key]
+        )
+    )
+    assert chunks[1].usage is not None and chunks[1].usage.completion_tokens == 1  # the wire format: a running total
+    attrs = ours(harness)
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (11, 7)
+    assert "aispend.usage.estimated" not in attrs
+
+
+def test_running_usage_in_every_chunk_abandoned_is_estimated(slow_stream):
+    c = openai.OpenAI(base_url=slow_stream.fake.openai_base, api_key=OPENAI_KEY, max_retries=0)
+    stream = c.chat.completions.create(
+        model="gpt-4o",
+        messages=MESSAGES,
+        stream=True,
+        stream_options=CONTINUOUS,  # type: ignore[typeddict-unknown-key]
+    )
+    for i, chunk in enumerate(stream):
+        if i == 3:
+            running = chunk.usage.completion_tokens
+            break
+    stream.close()
+    attrs = ours(slow_stream)
+    assert attrs["aispend.usage.estimated"] is True
+    assert attrs["gen_ai.usage.input_tokens"] == 11  # the host's own count of the prompt
+    assert attrs["gen_ai.usage.output_tokens"] >= running > 0

@@ -4,6 +4,8 @@ characters otherwise."""
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import sys
 from pathlib import Path
 
@@ -127,3 +129,32 @@ def test_estimate_uses_the_models_counter(cache_dir):
     assert tokens.estimate("gpt-4", prompt, ["tiktoken is", " great!"], 18) == (8, 6, "cl100k_base")
     assert tokens.estimate("claude-haiku-4-5", prompt, ["x" * 9], 9) == (3, 3, "chars")
     assert tokens.estimate(None, prompt, [], 0) == (3, 0, "chars")
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_tool_definitions_are_counted_as_their_json(cache_dir):
+    """Tools are billed input (the model is shown them): counted as their compact JSON."""
+    body = {"messages": [{"role": "user", "content": "x" * 8}], "tools": [WEATHER_TOOL] * 3}
+    part = tokens.billed_json(body, "tools", "functions")
+    assert part is not None and tokens.billed_json({"tools": []}, "tools") is None
+    compact = json.dumps([WEATHER_TOOL] * 3, separators=(",", ":"))
+    assert list(tokens.prompt_texts(part)) == [compact]
+    assert tokens.CHARACTERS.prompt((body["messages"], part)) == 2 + math.ceil(len(compact) / 4)
+    gpt4 = tokens.counter_for("gpt-4")
+    assert gpt4.prompt((body["messages"], part)) == gpt4.prompt((body["messages"],)) + len(
+        tiktoken.get_encoding("cl100k_base").encode(compact)
+    )
+
+
+def test_cohere_chat_history_messages_are_counted():
+    history = [{"role": "USER", "message": "Hello there"}, {"role": "CHATBOT", "message": "Hi!"}]
+    assert list(tokens.prompt_texts(history)) == ["Hello there", "Hi!"]
