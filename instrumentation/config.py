@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -88,23 +89,35 @@ def ollama_urls(env: Mapping[str, str]) -> tuple[ProviderURL, ...]:
     urls = [ProviderURL("ollama", "127.0.0.1", 11434, ""), ProviderURL("ollama", "localhost", 11434, "")]
     configured = (env.get("OLLAMA_HOST") or "").strip()
     if configured:
-        scheme, sep, rest = configured.partition("://")
-        if not sep:
-            scheme, rest = "http", configured
-        hostport, slash, path = rest.partition("/")
-        if hostport.count(":") > 1 and "[" not in hostport:  # a bare IPv6 address (``::``): no port
-            rest = f"[{hostport}]{slash}{path}"
-        parts = urlsplit(f"{scheme}://{rest}")
         try:
-            port = parts.port or (11434 if not sep else 443 if scheme == "https" else 80)
-        except ValueError:
-            return tuple(urls)
-        host = (parts.hostname or "127.0.0.1").lower()
-        # A bind address (0.0.0.0, ::) is also what the ollama client connects to, so it stays a
-        # route; the loopback names cover other clients that read it as "this machine".
-        hosts = (host, "127.0.0.1", "localhost") if host in ("0.0.0.0", "::") else (host,)
-        urls = [ProviderURL("ollama", h, port, parts.path.rstrip("/")) for h in hosts] + urls
+            urls = [*_ollama_host(configured), *urls]
+        except ValueError as exc:  # a value the ollama client could not use either: the defaults
+            log_once("reading OLLAMA_HOST", message=f"{configured!r}: {exc}; using 127.0.0.1:11434")
     return tuple(dict.fromkeys(urls))  # OLLAMA_HOST=127.0.0.1:11434 is a default route already
+
+
+def _ollama_host(value: str) -> list[ProviderURL]:
+    """The routes ``OLLAMA_HOST`` names; ValueError for one that is not a URL."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "http", value
+    hostport, slash, path = rest.partition("/")
+    if "[" not in hostport and hostport.count(":") > 1 and _is_ipv6(hostport):  # ``::``: no port
+        rest = f"[{hostport}]{slash}{path}"
+    parts = urlsplit(f"{scheme}://{rest}")
+    port = parts.port or (11434 if not sep else 443 if scheme == "https" else 80)
+    host = (parts.hostname or "127.0.0.1").lower()
+    # A bind address (0.0.0.0, ::) is also what the ollama client connects to, so it stays a
+    # route; the loopback names cover other clients that read it as "this machine".
+    hosts = (host, "127.0.0.1", "localhost") if host in ("0.0.0.0", "::") else (host,)
+    return [ProviderURL("ollama", h, port, parts.path.rstrip("/")) for h in hosts]
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 6
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,3 +54,18 @@ def test_bind_address_routes_itself_and_the_loopback_names(value, host, port):
 def test_routes_are_not_listed_twice():
     urls = InstrumentationConfig.load({"OLLAMA_HOST": "127.0.0.1:11434"}).provider_urls
     assert [(u.host, u.port) for u in urls] == [("127.0.0.1", 11434), ("localhost", 11434)]
+
+
+def test_a_url_with_credentials_is_read_as_the_ollama_client_reads_it():
+    """Two colons are not an IPv6 address when one is a user's password: host ``ollama``."""
+    urls = InstrumentationConfig.load({"OLLAMA_HOST": "http://user:pw@ollama:1234"}).provider_urls
+    assert ("ollama", 1234) in [(u.host, u.port) for u in urls]
+
+
+@pytest.mark.parametrize("value", ["host:1:2", "http://ollama:notaport", "[::1"])
+def test_an_unusable_value_is_logged_and_the_defaults_kept(value, caplog):
+    """A bad OLLAMA_HOST never breaks the app's start: it is reported, and the defaults route."""
+    with caplog.at_level("WARNING"):
+        urls = InstrumentationConfig.load({"OLLAMA_HOST": value}).provider_urls
+    assert [(u.host, u.port) for u in urls] == [("127.0.0.1", 11434), ("localhost", 11434)]
+    assert "OLLAMA_HOST" in caplog.text
