@@ -262,9 +262,10 @@ class _OpenAIStream:
         if isinstance(kind, str) and kind.startswith("response."):
             self._responses_event(kind, chunk)
             return
-        if "error" in chunk and "choices" not in chunk:
+        if chunk.get("error") is not None:  # an error chunk; OpenRouter's mid-stream one has choices too
             self.observed.error_type = error_type_from_body(chunk) or "stream_error"
-            return
+            if "choices" not in chunk:
+                return
         observed = self.observed
         attrs = observed.attributes
         model, chunk_id = chunk.get("model"), chunk.get("id")
@@ -291,13 +292,14 @@ class _OpenAIStream:
                 )
         usage = usage_in(chunk)
         if usage is not None and _chat_usage(attrs, usage):
-            # Final on the chunk after the choices (include_usage's, ``choices: []``) or once a
-            # finish reason came (Groq's ``x_groq``); before that it is a running total (vLLM's
-            # continuous usage stats), which an abandoned stream must not report as exact.
-            if not chunk.get("choices") or self._reasons:
+            if not chunk.get("choices"):  # include_usage's chunk after the choices
                 observed.usage_reported = True
-            else:
+            else:  # maybe a running total (vLLM's continuous usage stats): final only at the end
                 observed.input_known = True
+        if observed.input_known and len(self._reasons) >= self._start.choices:
+            # Every choice has finished (Groq's x_groq usage rides on that chunk): the newest
+            # usage is the final one. Before that, an abandoned stream's usage is a floor.
+            observed.usage_reported = True
 
     def _responses_event(self, kind: str, event: dict) -> None:
         if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):

@@ -63,7 +63,9 @@ def same(a: Observed, b: Observed, usage_reported: bool) -> None:
         assert a.output_chars == b.output_chars
 
 
-def chat_stream(choices: int, pieces: list[str], usage: bool, cut: int | None, error: bool) -> list[tuple[str, Any]]:
+def chat_stream(
+    choices: int, pieces: list[str], usage: bool, cut: int | None, error: bool, continuous: bool = False
+) -> list[tuple[str, Any]]:
     chunks = []
     for i in range(choices):
         chunks += [
@@ -76,6 +78,7 @@ def chat_stream(choices: int, pieces: list[str], usage: bool, cut: int | None, e
                 if usage and i == choices - 1
                 else None,
                 created=1,
+                continuous=continuous,
             )
         ]
     # interleave the choices as the API does: round-robin, each chunk's choice index set
@@ -101,13 +104,64 @@ def chat_stream(choices: int, pieces: list[str], usage: bool, cut: int | None, e
     cut=st.none() | st.integers(0, 40),
     error=st.booleans(),
     capture=st.booleans(),
+    continuous=st.booleans(),
 )
-def test_openai_chat_streams_read_as_if_every_chunk_was_parsed(choices, pieces, usage, cut, error, capture):
+def test_openai_chat_streams_read_as_if_every_chunk_was_parsed(choices, pieces, usage, cut, error, capture, continuous):
     start = CallStart("chat", "llm", model="gpt-4o", stream=True, choices=choices)
-    events = chat_stream(choices, pieces, usage, cut, error)
+    events = chat_stream(choices, pieces, usage, cut, error, continuous)
     got = run(OPENAI, start, events, capture)
     same(got, reference(OPENAI, start, events, capture), got.usage_reported)
     same(run_sse(OPENAI, start, events, capture), got, got.usage_reported)
+
+
+def test_running_usage_is_final_only_once_every_choice_has_finished():
+    """vLLM's continuous usage stats with n=2: a running usage after the first choice finished
+    but before the second did is a floor, not final; read to the end, it is final."""
+    usage = {"prompt_tokens": 11, "completion_tokens": 9, "cached_tokens": 0, "reasoning_tokens": 0}
+
+    def choice(i: int, pieces: list[str]) -> list[dict[str, Any]]:
+        chunks = p.openai_chat_chunks(id="c1", model="m", pieces=pieces, usage=usage, created=1, continuous=True)
+        for chunk in chunks:
+            for c in chunk["choices"]:
+                c["index"] = i
+        return chunks
+
+    first, second = choice(0, ["a"])[:-1], choice(1, ["a", "b", "c"])  # role, a, finish / role, a, b, c, finish, usage
+    events = [("", c) for c in (first[0], second[0], first[1], second[1], first[2], *second[2:])]
+    start = CallStart("chat", "llm", model="m", stream=True, choices=2)
+    cut = run(OPENAI, start, events[:6], False)  # the first choice finished, then a running usage of the second
+    assert not cut.usage_reported and cut.input_known
+    assert cut.attributes["gen_ai.usage.input_tokens"] == 11
+    whole = run(OPENAI, start, events, False)
+    assert whole.usage_reported and whole.attributes["gen_ai.usage.output_tokens"] == 9
+
+
+def test_usage_on_the_last_text_chunk_before_the_finish_chunk_is_final():
+    """A host that puts the usage on its last text chunk, then sends the finish reason alone."""
+    chunks = p.openai_chat_chunks(id="c1", model="m", pieces=["a", "b"], usage=None, created=1)
+    chunks[-2]["usage"] = {"prompt_tokens": 5, "completion_tokens": 2}
+    observed = run(OPENAI, CallStart("chat", "llm", model="m", stream=True), [("", c) for c in chunks], False)
+    assert observed.usage_reported
+    assert (observed.attributes["gen_ai.usage.input_tokens"], observed.attributes["gen_ai.usage.output_tokens"]) == (
+        5,
+        2,
+    )
+
+
+def test_an_error_chunk_with_choices_is_an_error():
+    """OpenRouter's mid-stream error: ``error`` beside a choice whose finish reason is "error"."""
+    chunks = p.openai_chat_chunks(id="c1", model="m", pieces=["a"], usage=None, created=1)[:-1]
+    chunks.append(
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "error": {"code": "server_error", "message": "Provider disconnected"},
+            "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+        }
+    )
+    observed = run(OPENAI, CallStart("chat", "llm", model="m", stream=True), [("", c) for c in chunks], False)
+    assert observed.error_type == "server_error"
+    assert observed.attributes["gen_ai.response.finish_reasons"] == ("error",)
 
 
 @pytest.mark.parametrize("capture", [False, True])
