@@ -228,17 +228,23 @@ def error_type_from_body(body: Any) -> str | None:
     if isinstance(err, dict):
         for key in ("code", "type", "status"):  # Google's: {"code": 400, "status": "INVALID_ARGUMENT"}
             value = err.get(key)
-            if isinstance(value, str) and value:
-                return value[:64]
+            if isinstance(value, str) and _is_word(value):
+                return value
         if type(err.get("code")) is int:
             return str(err["code"])
+        if any(isinstance(err.get(key), str) and err[key] for key in ("code", "type", "status")):
+            return "error"  # only sentences where a code should be: not a low-cardinality type
     return None
+
+
+def _is_word(value: str) -> bool:
+    return 0 < len(value) <= 64 and _IDENTIFIER.fullmatch(value) is not None
 
 
 def _error_word(value: Any) -> str:
     """``error.type`` is low-cardinality: an identifier-like string (``content_filter``) is kept,
     a sentence (``"Model foo not found"``) is not."""
-    if isinstance(value, str) and 0 < len(value) <= 64 and _IDENTIFIER.fullmatch(value):
+    if isinstance(value, str) and _is_word(value):
         return value
     if type(value) is int:
         return str(value)

@@ -171,7 +171,10 @@ class OpenAIAdapter:
         error = error_in_ok_body(body, "choices", "output", "data")
         if error is not None:
             observed.error_type = error
-            return
+            if body.get("object") != "response":
+                return
+            # a failed Responses API response is still a response: its model, id and any usage
+            # (its stream's ``response.failed`` event is read the same way)
         self._read_body(start, body, observed)
 
     def _read_body(self, start: CallStart, body: dict, observed: Observed) -> None:

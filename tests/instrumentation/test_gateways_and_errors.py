@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import anthropic
 import httpx
 import openai
 
+from aispend.instrumentation.adapters.base import CallStart, Observed
+from aispend.instrumentation.adapters.openai import OpenAIAdapter
+from aispend.instrumentation.exchange import HttpResponse
 from tests.instrumentation.conftest import ANTHROPIC_KEY, OPENAI_KEY, instrument
 
 MESSAGES = [{"role": "user", "content": "Hello"}]
@@ -100,6 +104,8 @@ def test_error_in_ok_body_shapes():
     # error.type is low-cardinality: an identifier-like string is kept, a sentence is not
     assert error_in_ok_body({"error": "model_overloaded"}, "choices") == "model_overloaded"
     assert error_in_ok_body({"error": "Model gpt-9 does not exist"}, "choices") == "error"
+    assert error_in_ok_body({"error": {"code": "The model is busy, retry later"}}, "choices") == "error"
+    assert error_in_ok_body({"error": {"code": "A sentence", "type": "overloaded"}}, "choices") == "overloaded"
     # OpenRouter's shape: an integer code only, its digits (429 is counted as rate-limited)
     assert error_in_ok_body({"error": {"code": 429, "message": "Rate limit exceeded"}}, "choices") == "429"
     # a failed Responses API response: its error beside an empty output
@@ -108,3 +114,24 @@ def test_error_in_ok_body_shapes():
     assert error_in_ok_body({"object": "error", "type": "BadRequestError", "code": 400}, "choices") == "BadRequestError"
     assert error_in_ok_body({"error": None, "choices": []}, "choices") is None  # an answer, not an error
     assert error_in_ok_body({"id": "x", "error": None}, "output") is None
+
+
+def test_failed_responses_api_response_keeps_what_it_says():
+    """A failed Responses API response is an error, and still a response: its model, id and
+    usage are read, as its stream's ``response.failed`` event is."""
+    body = {
+        "id": "resp_9",
+        "object": "response",
+        "status": "failed",
+        "model": "gpt-4o-2024-08-06",
+        "output": [],
+        "error": {"code": "server_error", "message": "The model failed."},
+        "usage": {"input_tokens": 40, "output_tokens": 0},
+    }
+    observed = Observed()
+    start = CallStart("chat", "llm", model="gpt-4o")
+    OpenAIAdapter().response_attributes(start, HttpResponse(200, {}, json.dumps(body).encode()), observed)
+    assert observed.error_type == "server_error"
+    attrs = observed.attributes
+    assert (attrs["gen_ai.response.id"], attrs["gen_ai.response.model"]) == ("resp_9", "gpt-4o-2024-08-06")
+    assert attrs["gen_ai.usage.input_tokens"] == 40 and observed.usage_reported
