@@ -145,7 +145,7 @@ def test_config_files_point_at_docs_not_a_missing_design_file():
 
 # --- the other direction: what the code reads and emits is named in the contract -----------------
 
-SOURCES = ("instrumentation", "exporter")  # the packages whose environment reads are settings
+SOURCES = ("instrumentation", "exporter", "pricing")  # the packages whose environment reads are settings
 # environment keys built at run time: ExporterConfig.load reads AISPEND_<KEY> for every setting,
 # which test_settings_match_the_config_dataclass_and_the_serve_flags checks field by field
 COMPUTED_ENV_KEYS = {("exporter/config.py", "f'AISPEND_{f.name.upper()}'")}
