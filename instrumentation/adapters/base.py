@@ -226,13 +226,16 @@ def error_type_from_body(body: Any) -> str | None:
     integer ``code``, e.g. 429, as its digits)."""
     err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict):
+        sentence = False
         for key in ("code", "type", "status"):  # Google's: {"code": 400, "status": "INVALID_ARGUMENT"}
             value = err.get(key)
-            if isinstance(value, str) and _is_word(value):
-                return value
+            if isinstance(value, str) and value:
+                if _is_word(value):
+                    return value
+                sentence = True
         if type(err.get("code")) is int:
             return str(err["code"])
-        if any(isinstance(err.get(key), str) and err[key] for key in ("code", "type", "status")):
+        if sentence:
             return "error"  # only sentences where a code should be: not a low-cardinality type
     return None
 
