@@ -43,6 +43,11 @@ def names(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
+def _span_table_attributes() -> set[str]:
+    """The attribute names in the first column of the span table."""
+    return {n for row in rows("Spans (instrumentation output)") for n in names(row[0]) if n.islower()}
+
+
 def test_metrics_their_types_and_labels_match_the_exporter(tmp_path):
     budgets = tmp_path / "budgets.yaml"
     budgets.write_text("budgets:\n  - {name: all, period: month, amount_usd: 10}\n")
@@ -121,7 +126,7 @@ def test_commands_and_their_flags_match_the_cli():
 def test_span_attributes_exist_in_semconv():
     values = {v for v in vars(semconv).values() if isinstance(v, str)}
     values |= set(_emitted_attributes())  # and an adapter's own (cohere.usage.tokens.*)
-    attributes = [n for row in rows("Spans (instrumentation output)") for n in names(row[0]) if n.islower()]
+    attributes = _span_table_attributes()
     assert len(attributes) > 20
     for name in attributes:  # the first column of the attribute table (the second table: variables)
         assert name in values, f"attribute {name} is in the contract but not in aispend/semconv.py or an adapter"
@@ -278,14 +283,10 @@ def _emitted_attributes() -> dict[str, str]:
     return found
 
 
-def _span_table_attributes() -> set[str]:
-    return {n for row in rows("Spans (instrumentation output)") for n in names(row[0]) if n.islower()}
-
-
 def test_every_span_attribute_the_instrumentation_emits_is_in_the_span_table():
-    emitted = _emitted_attributes()
+    emitted, table = _emitted_attributes(), _span_table_attributes()
     assert {semconv.GEN_AI_PROVIDER_NAME, semconv.AISPEND_FEATURE, semconv.GEN_AI_USAGE_INPUT_TOKENS} <= set(emitted)
-    missing = sorted(f"{name} ({where})" for name, where in emitted.items() if name not in _span_table_attributes())
+    missing = sorted(f"{name} ({where})" for name, where in emitted.items() if name not in table)
     assert not missing, f"span attributes the instrumentation emits but the contract's span table lacks: {missing}"
 
 

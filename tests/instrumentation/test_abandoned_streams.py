@@ -12,6 +12,7 @@ import asyncio
 import gc
 import json
 import math
+from collections.abc import Awaitable, Callable
 
 import anthropic
 import httpx
@@ -184,16 +185,34 @@ def test_vertex_stream_read_to_the_end_is_exact(harness):
 # -- streams that end in an exception: cancelled, timed out, an error event -----------------------
 
 
+def cancel_once(read: Callable[[list[object]], Awaitable[None]], items: int) -> list[object]:
+    """Run ``read(seen)`` as an asyncio task and cancel it once it has put ``items`` in ``seen``,
+    as an async app does whose client went away; the items it had read."""
+
+    async def main() -> list[object]:
+        seen: list[object] = []
+        task = asyncio.create_task(read(seen))
+        while len(seen) < items:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return seen
+
+    seen = asyncio.run(main())
+    gc.collect()
+    return seen
+
+
 def test_anthropic_stream_cancelled_by_the_app_is_estimated(slow_stream):
     """An async app stops reading by cancelling its task (a client that went away): the
     exception is the call's ``error.type``, and the usage is estimated, not message_start's
     placeholder reported as exact."""
 
-    async def main() -> list[str]:
-        c = anthropic.AsyncAnthropic(base_url=slow_stream.fake.anthropic_base, api_key=ANTHROPIC_KEY, max_retries=0)
-        seen: list[str] = []
-
-        async def read() -> None:
+    async def read(seen: list[object]) -> None:
+        async with anthropic.AsyncAnthropic(
+            base_url=slow_stream.fake.anthropic_base, api_key=ANTHROPIC_KEY, max_retries=0
+        ) as c:
             stream = await c.messages.create(
                 model="claude-haiku-4-5", max_tokens=500, messages=[{"role": "user", "content": PROMPT}], stream=True
             )
@@ -201,50 +220,27 @@ def test_anthropic_stream_cancelled_by_the_app_is_estimated(slow_stream):
                 if event.type == "content_block_delta":
                     seen.append(event.delta.text)
 
-        task = asyncio.create_task(read())
-        while len(seen) < 2:
-            await asyncio.sleep(0.005)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await c.close()
-        return seen
-
-    seen = asyncio.run(main())
-    gc.collect()
+    seen = cancel_once(read, 2)
     attrs = ours(slow_stream)
     assert attrs["error.type"] == "CancelledError"
     assert attrs["aispend.usage.estimated"] is True
     assert attrs["gen_ai.usage.input_tokens"] == 17  # message_start's own count
-    assert attrs["gen_ai.usage.output_tokens"] >= math.ceil(len("".join(seen)) / 4) > 1
+    assert attrs["gen_ai.usage.output_tokens"] >= math.ceil(len("".join(map(str, seen))) / 4) > 1
 
 
 def test_openai_stream_cancelled_by_the_app_is_estimated(slow_stream):
-    async def main() -> None:
-        c = openai.AsyncOpenAI(base_url=slow_stream.fake.openai_base, api_key=OPENAI_KEY, max_retries=0)
-        chunks = 0
-
-        async def read() -> None:
-            nonlocal chunks
+    async def read(seen: list[object]) -> None:
+        async with openai.AsyncOpenAI(base_url=slow_stream.fake.openai_base, api_key=OPENAI_KEY, max_retries=0) as c:
             stream = await c.chat.completions.create(
                 model="gpt-4o",
                 messages=[{"role": "user", "content": PROMPT}],
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            async for _ in stream:
-                chunks += 1
+            async for chunk in stream:
+                seen.append(chunk)
 
-        task = asyncio.create_task(read())
-        while chunks < 3:
-            await asyncio.sleep(0.005)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await c.close()
-
-    asyncio.run(main())
-    gc.collect()
+    cancel_once(read, 3)
     attrs = ours(slow_stream)
     assert attrs["error.type"] == "CancelledError"
     assert attrs["aispend.usage.estimated"] is True
